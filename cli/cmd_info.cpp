@@ -8,6 +8,8 @@
 
 namespace umamba::cli {
 
+namespace {
+
 void add_info_command(CLI::App& app) {
   struct Options {
     bool json = false;
@@ -25,5 +27,9 @@ void add_info_command(CLI::App& app) {
     }
   });
 }
+
+}  // namespace
+
+UMAMBA_REGISTER_COMMAND(900, add_info_command);
 
 }  // namespace umamba::cli

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->envname("UMAMBA_THREADS");
 
-  umamba::cli::add_info_command(app);
+  umamba::cli::add_registered_commands(app);
 
   std::unique_ptr<tbb::global_control> thread_limit;
   app.parse_complete_callback([&] {
