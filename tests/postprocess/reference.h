@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "postprocess/ccl.h"
@@ -122,6 +124,64 @@ std::vector<T> blob_image(const Extents& e, int r, double level, uint32_t seed, 
       out[i] =
           static_cast<T>(labels > 1 ? 1 + static_cast<int>((f[i] - threshold) * 300) % labels : 1);
   return out;
+}
+
+}  // namespace umamba::test
+
+namespace umamba::test {
+
+// Instance F1 by the NeurIPS 2022 CellSeg rule, as a small test helper (the library version is
+// umamba::metrics): cells touching the 2-pixel frame (also the first/last 2 slices of a volume)
+// are removed from each side independently; a pair matches at IoU >= 0.5 (2·inter >= union), each
+// cell at most once; F1 = 2PR/(P+R), 0 when nothing matches.
+struct F1 {
+  int64_t n_true = 0, n_pred = 0, tp = 0;
+  double f1 = 0;
+};
+
+inline F1 neurips_f1(const std::vector<uint32_t>& gt_in, const std::vector<uint32_t>& pred_in,
+                     const Extents& e) {
+  auto drop_frame = [&](const std::vector<uint32_t>& in, int64_t& count) {
+    uint32_t max_label = 0;
+    for (uint32_t l : in) max_label = std::max(max_label, l);
+    std::vector<uint8_t> drop(max_label + 1, 0), present(max_label + 1, 0);
+    for (int64_t p = 0; p < e.pixels(); ++p) {
+      const int64_t x = p % e.x, y = (p / e.x) % e.y, z = p / (e.x * e.y);
+      present[in[p]] = 1;
+      if (x < 2 || x >= e.x - 2 || y < 2 || y >= e.y - 2 || (e.z > 1 && (z < 2 || z >= e.z - 2)))
+        drop[in[p]] = 1;
+    }
+    std::vector<uint32_t> out(in.size());
+    for (size_t i = 0; i < in.size(); ++i) out[i] = drop[in[i]] ? 0 : in[i];
+    count = 0;
+    for (uint32_t l = 1; l <= max_label; ++l) count += present[l] && !drop[l];
+    return out;
+  };
+  F1 r;
+  const auto gt = drop_frame(gt_in, r.n_true);
+  const auto pred = drop_frame(pred_in, r.n_pred);
+  std::map<std::pair<uint32_t, uint32_t>, int64_t> inter;
+  std::map<uint32_t, int64_t> area_gt, area_pred;
+  for (size_t i = 0; i < gt.size(); ++i) {
+    if (gt[i]) ++area_gt[gt[i]];
+    if (pred[i]) ++area_pred[pred[i]];
+    if (gt[i] && pred[i]) ++inter[{gt[i], pred[i]}];
+  }
+  std::set<uint32_t> used_gt, used_pred;
+  for (const auto& [pair, n] : inter) {
+    const int64_t uni = area_gt[pair.first] + area_pred[pair.second] - n;
+    if (2 * n >= uni && !used_gt.count(pair.first) && !used_pred.count(pair.second)) {
+      used_gt.insert(pair.first);
+      used_pred.insert(pair.second);
+      ++r.tp;
+    }
+  }
+  if (r.tp > 0) {
+    const double p = static_cast<double>(r.tp) / r.n_pred,
+                 rc = static_cast<double>(r.tp) / r.n_true;
+    r.f1 = 2 * p * rc / (p + rc);
+  }
+  return r;
 }
 
 }  // namespace umamba::test
