@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "metrics/instance_f1.h"
 #include "postprocess/reference.h"
 #include "postprocess/targets.h"
 #include "synth/synth.h"
@@ -15,7 +16,6 @@ namespace umamba::postprocess {
 namespace {
 
 using test::flood_fill_label;
-using test::neurips_f1;
 
 // The recipe written out directly: B0 by definition, the dilation as "within L1 distance
 // width-1 of B0", the interior filter with the flood-fill labeller.
@@ -258,9 +258,11 @@ TEST(Postprocess_Instances, reclaim_separates_touching_cells) {
   instances_to_classes(gt.data(), e, classes.data(), ClassTargetOptions{});
   std::vector<uint32_t> got(e.pixels());
   ASSERT_EQ(classes_to_instances(classes.data(), e, got.data(), InstanceOptions{}), 3u);
-  std::vector<uint32_t> gt32(gt.begin(), gt.end());
-  const auto f1 = neurips_f1(gt32, got, e);
-  EXPECT_EQ(f1.tp, 3);
+  Image gt_image = Image::zeros(DType::U16, Shape{1, 1, e.y, e.x});
+  std::copy(gt.begin(), gt.end(), gt_image.data_as<uint16_t>());
+  Image got_image = Image::zeros(DType::U32, Shape{1, 1, e.y, e.x});
+  std::copy(got.begin(), got.end(), got_image.data_as<uint32_t>());
+  EXPECT_EQ(metrics::instance_f1(gt_image, got_image).counts.tp, 3);
   // Interior pixels keep the label of their own cell.
   for (int64_t p = 0; p < e.pixels(); ++p)
     if (classes[p] == kInterior) {
@@ -301,25 +303,19 @@ TEST(Postprocess_Instances, round_trip_synthetic_small_cells) {
   params.density = 0.3;
   params.seed = 11;
   const synth::SynthResult s = synth::generate(params);
-  const Extents e{1, 512, 512};
-  const Image gt_image = s.labels.cast(DType::U32);
-  const std::vector<uint32_t> gt(gt_image.data_as<uint32_t>(),
-                                 gt_image.data_as<uint32_t>() + e.pixels());
-  std::vector<uint8_t> classes(e.pixels());
-  instances_to_classes(gt.data(), e, classes.data(), ClassTargetOptions{});
-  std::vector<uint32_t> reclaim(e.pixels()), plain(e.pixels());
-  classes_to_instances(classes.data(), e, reclaim.data(), InstanceOptions{});
+  const Image classes = instances_to_classes(s.labels, ClassTargetOptions{});
+  const Image reclaim = classes_to_instances(classes, InstanceOptions{});
   InstanceOptions po;
   po.mode = InstanceMode::Plain;
-  classes_to_instances(classes.data(), e, plain.data(), po);
-  const auto fr = neurips_f1(gt, reclaim, e);
-  const auto fp = neurips_f1(gt, plain, e);
+  const Image plain = classes_to_instances(classes, po);
+  const auto fr = metrics::instance_f1(s.labels, reclaim);
+  const auto fp = metrics::instance_f1(s.labels, plain);
   std::printf(
       "synthetic 8-12 px cells (%lld placed): reclaim F1 %.4f (tp %lld of %lld), plain F1 "
       "%.4f (tp %lld, %lld predicted)\n",
-      static_cast<long long>(s.cells_placed), fr.f1, static_cast<long long>(fr.tp),
-      static_cast<long long>(fr.n_true), fp.f1, static_cast<long long>(fp.tp),
-      static_cast<long long>(fp.n_pred));
+      static_cast<long long>(s.cells_placed), fr.f1, static_cast<long long>(fr.counts.tp),
+      static_cast<long long>(fr.counts.n_true), fp.f1, static_cast<long long>(fp.counts.tp),
+      static_cast<long long>(fp.counts.n_pred));
   RecordProperty("reclaim_f1", std::to_string(fr.f1));
   RecordProperty("plain_f1", std::to_string(fp.f1));
   EXPECT_GE(fr.f1, 0.90);
