@@ -1,0 +1,873 @@
+// The tiling engine's pipeline (see predictor.h for the semantics, the streaming rule and the
+// stages).
+#include "engine/predictor.h"
+
+#include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_pipeline.h>
+
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <optional>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "engine/tile_model.h"
+#include "io/image_io.h"
+
+namespace umamba::engine {
+
+// ---- sources --------------------------------------------------------------------------------
+
+ImageSource::ImageSource(Image image) : image_(std::move(image)) {
+  UMAMBA_CHECK(!image_.empty(), "engine: empty input image");
+}
+
+Shape ReaderSource::shape() const {
+  return reader_.info().shape;
+}
+DType ReaderSource::dtype() const {
+  return reader_.info().dtype;
+}
+Geometry ReaderSource::geometry() const {
+  return reader_.info().geometry;
+}
+Image ReaderSource::read(const Box& box) {
+  return reader_.read_region(box);
+}
+
+Precision precision_from_name(const std::string& name) {
+  if (name == "fp32" || name == "f32" || name == "float32") return Precision::F32;
+  if (name == "fp16" || name == "f16" || name == "float16" || name == "half") return Precision::F16;
+  if (name == "bf16" || name == "bfloat16") return Precision::BF16;
+  fail("engine: unknown precision '{}' (expected fp32, fp16 or bf16)", name);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// ---- layout: tiles and lines ------------------------------------------------------------------
+
+// The padded image as a sequence of lines (see predictor.h). A line holds R rows of W columns per
+// channel; a tile covers NL consecutive lines, NR rows and NC columns of each.
+struct Layout {
+  int dims = 2;
+  TileGrid grid;
+  Shape orig;  // [C, Z, Y, X] of the input
+  int64_t C = 1, K = 1;
+  int64_t lines = 0, R = 1, W = 1;
+  int64_t NL = 1, NR = 1, NC = 1;
+
+  struct Place {
+    int64_t line, row, col;
+  };
+  Place place(int64_t tile) const {
+    const auto s = grid.start(tile);
+    if (dims == 3) return {s[0], s[1], s[2]};
+    return {s[0] * grid.image[1] + s[1], 0, s[2]};
+  }
+  int64_t tile_elements() const { return NL * NR * NC; }
+  int64_t line_pixels() const { return R * W; }
+};
+
+Layout make_layout(const Shape& shape, const TileModel& model, const EngineOptions& options) {
+  Layout L;
+  const std::vector<int64_t> patch = model.patch_size();
+  L.dims = static_cast<int>(patch.size());
+  L.orig = shape;
+  L.C = shape.c;
+  L.K = model.num_classes();
+  UMAMBA_CHECK(L.C == model.in_channels(),
+               "engine: the image has {} channels, the model expects {}", L.C, model.in_channels());
+  const std::array<int64_t, 3> p3 = L.dims == 3
+                                        ? std::array<int64_t, 3>{patch[0], patch[1], patch[2]}
+                                        : std::array<int64_t, 3>{1, patch[0], patch[1]};
+  L.grid = make_tile_grid({shape.z, shape.y, shape.x}, p3, L.dims, options.tile_step);
+  if (L.dims == 3) {
+    L.lines = L.grid.image[0];
+    L.R = L.grid.image[1];
+    L.W = L.grid.image[2];
+    L.NL = p3[0];
+    L.NR = p3[1];
+    L.NC = p3[2];
+  } else {
+    L.lines = L.grid.image[0] * L.grid.image[1];
+    L.R = 1;
+    L.W = L.grid.image[2];
+    L.NL = p3[1];
+    L.NR = 1;
+    L.NC = p3[2];
+  }
+  return L;
+}
+
+// ---- line buffers -----------------------------------------------------------------------------
+
+// Recycles float buffers of one size, so streaming does not hand pages back and forth to the OS.
+class BufferPool {
+ public:
+  explicit BufferPool(size_t size) : size_(size) {}
+  std::unique_ptr<float[]> get(bool zero) {
+    std::unique_ptr<float[]> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!free_.empty()) {
+        b = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!b) b.reset(new float[size_]);
+    if (zero) std::fill_n(b.get(), size_, 0.0f);
+    return b;
+  }
+  void put(std::unique_ptr<float[]> b) {
+    if (!b) return;
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(b));
+  }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<float[]>> free_;
+};
+
+struct AccLine {
+  int64_t index = 0;
+  std::unique_ptr<float[]> acc;     // [K][R][W] sum of weight * logits
+  std::unique_ptr<float[]> weight;  // [R][W] sum of weights
+};
+
+struct Batch {
+  int64_t first_tile = 0, count = 0;
+  torch::Tensor input;          // [n, C, spatial...] f32, host (pinned for CUDA)
+  torch::Tensor output;         // [n, K, spatial...] f32, host
+  torch::Tensor device_output;  // keeps the device result alive until the copy completes
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  std::shared_ptr<at::cuda::CUDAEvent> started, done;
+#endif
+};
+using BatchPtr = std::shared_ptr<Batch>;
+
+struct Finished {
+  std::vector<AccLine> lines;  // consecutive, ascending
+  bool last = false;
+};
+using FinishedPtr = std::shared_ptr<Finished>;
+
+// Autocast for the model stage; autocast state is thread-local, so it is set on the thread that
+// runs each call.
+class AutocastScope {
+ public:
+  AutocastScope(Precision p, c10::DeviceType device) : device_(device) {
+    if (p == Precision::F32) return;
+    enabled_ = true;
+    previous_ = at::autocast::is_autocast_enabled(device_);
+    previous_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, p == Precision::F16 ? at::kHalf : at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, previous_);
+    at::autocast::set_autocast_dtype(device_, previous_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  c10::DeviceType device_;
+  bool enabled_ = false, previous_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
+};
+
+// All non-empty combinations of the mirror axes, shortest first, each in lexicographic order
+// (Python's itertools.combinations as nnU-Net enumerates them), as tensor dims (axis + 2).
+std::vector<std::vector<int64_t>> mirror_combinations(const std::vector<int>& axes) {
+  std::vector<std::vector<int64_t>> out;
+  const int n = static_cast<int>(axes.size());
+  for (int r = 1; r <= n; ++r) {
+    std::vector<int> idx(static_cast<size_t>(r));
+    for (int i = 0; i < r; ++i) idx[static_cast<size_t>(i)] = i;
+    while (true) {
+      std::vector<int64_t> dims;
+      for (int i : idx) dims.push_back(axes[static_cast<size_t>(i)] + 2);
+      out.push_back(dims);
+      int i = r - 1;
+      while (i >= 0 && idx[static_cast<size_t>(i)] == n - r + i) --i;
+      if (i < 0) break;
+      ++idx[static_cast<size_t>(i)];
+      for (int j = i + 1; j < r; ++j)
+        idx[static_cast<size_t>(j)] = idx[static_cast<size_t>(j - 1)] + 1;
+    }
+  }
+  return out;
+}
+
+void validate_options(const EngineOptions& o, const Layout& L) {
+  UMAMBA_CHECK(o.tile_step > 0.0 && o.tile_step <= 1.0, "engine: tile step {} must be in (0, 1]",
+               o.tile_step);
+  UMAMBA_CHECK(o.batch_size >= 1, "engine: batch size {} must be at least 1", o.batch_size);
+  UMAMBA_CHECK(o.max_batches_in_flight >= 1, "engine: batches in flight {} must be at least 1",
+               o.max_batches_in_flight);
+  UMAMBA_CHECK(o.outputs != 0 && (o.outputs & ~7u) == 0,
+               "engine: outputs must name classes, probabilities and/or logits");
+  for (int a : o.mirror_axes) {
+    UMAMBA_CHECK(a >= 0 && a < L.dims, "engine: mirror axis {} outside the model's {} axes", a,
+                 L.dims);
+  }
+  for (size_t i = 0; i < o.mirror_axes.size(); ++i) {
+    for (size_t j = i + 1; j < o.mirror_axes.size(); ++j) {
+      UMAMBA_CHECK(o.mirror_axes[i] != o.mirror_axes[j], "engine: mirror axis {} given twice",
+                   o.mirror_axes[i]);
+    }
+  }
+  UMAMBA_CHECK(o.edge_margin >= 0, "engine: edge margin {} must not be negative", o.edge_margin);
+  if (o.edge_margin > 0) {
+    for (int a = (L.dims == 2 ? 1 : 0); a < 3; ++a) {
+      const int64_t p = L.grid.patch[a];
+      // Every voxel must lie deeper than the margin in at least one tile: the largest gap between
+      // consecutive tile starts is at most step * patch, so the best tile leaves
+      // (p - gap) / 2 voxels of context on either side.
+      int64_t gap = 0;
+      const auto& s = L.grid.steps[a];
+      for (size_t i = 1; i < s.size(); ++i) gap = std::max(gap, s[i] - s[i - 1]);
+      UMAMBA_CHECK(2 * o.edge_margin < p - gap,
+                   "engine: edge margin {} too wide for patch {} and tile step {} on axis {} "
+                   "(largest gap between tiles {}); use at most {}",
+                   o.edge_margin, p, o.tile_step, a, gap, std::max<int64_t>(0, (p - gap - 1) / 2));
+    }
+  }
+}
+
+// ---- the engine ------------------------------------------------------------------------------
+
+class Engine {
+ public:
+  Engine(RegionSource& source, TileModel& model, const Normalization& normalization,
+         const EngineOptions& options, const BandCallback& on_band)
+      : source_(source),
+        model_(model),
+        options_(options),
+        on_band_(on_band),
+        L_(make_layout(source.shape(), model, options)),
+        in_pool_(static_cast<size_t>(L_.C * L_.line_pixels())),
+        acc_pool_(static_cast<size_t>(L_.K * L_.line_pixels())),
+        weight_pool_(static_cast<size_t>(L_.line_pixels())),
+        combos_(mirror_combinations(options.mirror_axes)) {
+    validate_options(options_, L_);
+    UMAMBA_CHECK(L_.K <= 65536, "engine: {} classes do not fit a u16 class map", L_.K);
+    device_ = model_.device();
+    stats_.device = device_.str();
+#if !defined(UMAMBA_TORCH_HAS_CUDA)
+    UMAMBA_CHECK(!device_.is_cuda(), "engine: this LibTorch has no CUDA; use the CPU");
+#endif
+    // Gaussian (or flat) weights of a tile, [NL][NR][NC] in the tile's element order.
+    if (options_.use_gaussian) {
+      weights_ = gaussian_importance_map(L_.grid.patch, options_.gaussian);
+    } else {
+      weights_.assign(static_cast<size_t>(L_.tile_elements()), 1.0f);
+    }
+    // Per-image statistics (z-score, rescale) need a pass over the whole image first.
+    const auto t0 = Clock::now();
+    std::vector<ChannelStats> image_stats;
+    if (Normalizer::needs_image_stats(normalization, L_.C)) {
+      image_stats = compute_image_stats(normalization);
+    }
+    stats_.stats_s = seconds_since(t0);
+    stats_.image_stats = image_stats;
+    normalizer_.emplace(normalization, L_.C, image_stats);
+  }
+
+  EngineStats run() {
+    const auto t0 = Clock::now();
+    const int64_t tiles = L_.grid.count();
+    stats_.tiles = tiles;
+    stats_.line_pixels = L_.line_pixels();
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    std::optional<c10::cuda::CUDAStream> stream;
+    if (device_.is_cuda()) {
+      stream.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index()));
+    }
+#endif
+    int64_t next_tile = 0;
+    tbb::parallel_pipeline(
+        static_cast<size_t>(options_.max_batches_in_flight),
+        tbb::make_filter<void, BatchPtr>(tbb::filter_mode::serial_in_order,
+                                         [&](tbb::flow_control& fc) -> BatchPtr {
+                                           if (next_tile >= tiles) {
+                                             fc.stop();
+                                             return nullptr;
+                                           }
+                                           auto b = std::make_shared<Batch>();
+                                           b->first_tile = next_tile;
+                                           b->count =
+                                               std::min(options_.batch_size, tiles - next_tile);
+                                           next_tile += b->count;
+                                           prepare(*b);
+                                           return b;
+                                         }) &
+            tbb::make_filter<BatchPtr, BatchPtr>(tbb::filter_mode::serial_in_order,
+                                                 [&](BatchPtr b) -> BatchPtr {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+                                                   if (stream) {
+                                                     c10::cuda::CUDAStreamGuard g(*stream);
+                                                     infer(*b, &*stream);
+                                                     return b;
+                                                   }
+#endif
+                                                   infer(*b, nullptr);
+                                                   return b;
+                                                 }) &
+            tbb::make_filter<BatchPtr, FinishedPtr>(tbb::filter_mode::serial_in_order,
+                                                    [&](BatchPtr b) { return accumulate(*b); }) &
+            tbb::make_filter<FinishedPtr, void>(tbb::filter_mode::serial_in_order,
+                                                [&](FinishedPtr f) {
+                                                  if (f) finish(*f);
+                                                }));
+    UMAMBA_CHECK(acc_.empty() && emitted_all_,
+                 "engine: internal error, {} accumulator lines left after the last tile",
+                 acc_.size());
+    stats_.wall_s = seconds_since(t0) + stats_.stats_s;
+    return stats_;
+  }
+
+ private:
+  // ---- statistics pre-pass
+  std::vector<ChannelStats> compute_image_stats(const Normalization& normalization) {
+    StatsAccumulator acc(L_.C, Normalizer::needs_masked_stats(normalization, L_.C));
+    const Shape s = L_.orig;
+    // Bands of about 16 M voxels per channel, whole rows.
+    const int64_t rows = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(1, s.x));
+    for (int64_t z = 0; z < s.z; ++z) {
+      for (int64_t y = 0; y < s.y; y += rows) {
+        const int64_t dy = std::min(rows, s.y - y);
+        acc.add(source_.read(Box{z, y, 0, 1, dy, s.x}));
+      }
+    }
+    if (Normalizer::needs_masked_stats(normalization, L_.C)) {
+      // Channels without the mask rule still use every voxel: a second, unmasked pass.
+      StatsAccumulator all(L_.C, false);
+      bool need_all = false;
+      for (int64_t c = 0; c < L_.C; ++c) {
+        need_all = need_all || !normalization.channel(c).use_mask_for_norm;
+      }
+      auto masked = acc.finish();
+      if (need_all) {
+        for (int64_t z = 0; z < s.z; ++z) {
+          for (int64_t y = 0; y < s.y; y += rows) {
+            all.add(source_.read(Box{z, y, 0, 1, std::min(rows, s.y - y), s.x}));
+          }
+        }
+        auto plain = all.finish();
+        for (int64_t c = 0; c < L_.C; ++c) {
+          if (!normalization.channel(c).use_mask_for_norm) {
+            masked[static_cast<size_t>(c)] = plain[static_cast<size_t>(c)];
+          }
+        }
+      }
+      return masked;
+    }
+    return acc.finish();
+  }
+
+  // ---- stage 1: input window and tiles
+  float* in_line(int64_t line) {
+    return in_[static_cast<size_t>(line - in_first_)].get();
+  }
+
+  // Reads and normalises lines [from, to) (padded coordinates) into the window's buffers.
+  void load_lines(int64_t from, int64_t to) {
+    const auto& pad = L_.grid.padding;
+    const Shape& s = L_.orig;
+    // Maps a padded line to (z, y) of the original image, or nullopt for padding.
+    auto origin = [&](int64_t line) -> std::optional<std::pair<int64_t, int64_t>> {
+      if (L_.dims == 3) {
+        const int64_t z = line - pad[0].below;
+        if (z < 0 || z >= s.z) return std::nullopt;
+        return std::pair<int64_t, int64_t>{z, 0};
+      }
+      const int64_t z = line / L_.grid.image[1];
+      const int64_t y = line % L_.grid.image[1] - pad[1].below;
+      if (y < 0 || y >= s.y) return std::nullopt;
+      return std::pair<int64_t, int64_t>{z, y};
+    };
+    int64_t line = from;
+    while (line < to) {
+      const auto o = origin(line);
+      if (!o) {
+        in_.push_back(in_pool_.get(/*zero=*/true));
+        ++line;
+        continue;
+      }
+      // A run of lines that is one box of the original image.
+      int64_t end = line + 1;
+      while (end < to) {
+        const auto e = origin(end);
+        if (!e) break;
+        if (L_.dims == 2 && e->first != o->first) break;
+        ++end;
+      }
+      const int64_t n = end - line;
+      const Box box =
+          L_.dims == 3 ? Box{o->first, 0, 0, n, s.y, s.x} : Box{o->first, o->second, 0, 1, n, s.x};
+      auto t0 = Clock::now();
+      const Image region = source_.read(box);
+      stats_.read_s += seconds_since(t0);
+      UMAMBA_CHECK(region.shape() == (Shape{s.c, box.dz, box.dy, box.dx}),
+                   "engine: the source returned a region of {} for a request of {}",
+                   to_string(region.shape()), to_string(Shape{s.c, box.dz, box.dy, box.dx}));
+      t0 = Clock::now();
+      const size_t first = in_.size();
+      for (int64_t i = 0; i < n; ++i) in_.push_back(in_pool_.get(/*zero=*/true));
+      tbb::parallel_for(int64_t{0}, n, [&](int64_t i) {
+        float* dst = in_[first + static_cast<size_t>(i)].get();
+        const int64_t px = pad[2].below;
+        if (L_.dims == 3) {
+          const Image plane = region.region(Box{i, 0, 0, 1, s.y, s.x});
+          normalizer_->apply(plane, dst + pad[1].below * L_.W + px, L_.line_pixels(), 0, L_.W);
+        } else {
+          const Image row = region.region(Box{0, i, 0, 1, 1, s.x});
+          normalizer_->apply(row, dst + px, L_.line_pixels(), 0, 0);
+        }
+      });
+      stats_.preprocess_s += seconds_since(t0);
+      line = end;
+    }
+  }
+
+  void prepare(Batch& b) {
+    const auto first = L_.place(b.first_tile);
+    const auto last = L_.place(b.first_tile + b.count - 1);
+    const int64_t need_from = first.line, need_to = last.line + L_.NL;
+    // Drop lines no later tile needs (tiles start at ascending lines).
+    while (!in_.empty() && in_first_ < need_from) {
+      in_pool_.put(std::move(in_.front()));
+      in_.pop_front();
+      ++in_first_;
+    }
+    if (in_.empty()) in_first_ = need_from;
+    const int64_t have_to = in_first_ + static_cast<int64_t>(in_.size());
+    if (have_to < need_to) load_lines(std::max(have_to, need_from), need_to);
+    stats_.peak_input_lines = std::max(stats_.peak_input_lines, static_cast<int64_t>(in_.size()));
+
+    const auto t0 = Clock::now();
+    std::vector<int64_t> sizes{b.count, L_.C};
+    for (int64_t p : model_.patch_size()) sizes.push_back(p);
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    if (device_.is_cuda()) opts = opts.pinned_memory(true);
+    b.input = torch::empty(sizes, opts);
+    float* dst = b.input.data_ptr<float>();
+    const int64_t te = L_.tile_elements();
+    const int64_t units = b.count * L_.C * L_.NL;
+    tbb::parallel_for(int64_t{0}, units, [&](int64_t u) {
+      const int64_t li = u % L_.NL;
+      const int64_t c = (u / L_.NL) % L_.C;
+      const int64_t i = u / (L_.NL * L_.C);
+      const auto pl = L_.place(b.first_tile + i);
+      const float* src = in_line(pl.line + li) + c * L_.line_pixels();
+      float* out = dst + (i * L_.C + c) * te + li * L_.NR * L_.NC;
+      for (int64_t r = 0; r < L_.NR; ++r) {
+        std::copy_n(src + (pl.row + r) * L_.W + pl.col, L_.NC, out + r * L_.NC);
+      }
+    });
+    stats_.preprocess_s += seconds_since(t0);
+  }
+
+  // ---- stage 2: the model
+  torch::Tensor run_model(const torch::Tensor& x) {
+    auto checked = [&](torch::Tensor y) {
+      UMAMBA_CHECK(y.dim() == x.dim() && y.size(0) == x.size(0) && y.size(1) == L_.K &&
+                       std::equal(y.sizes().begin() + 2, y.sizes().end(), x.sizes().begin() + 2),
+                   "engine: the model returned {} for a batch of {}; expected [N, {}, spatial] at "
+                   "the input's resolution",
+                   c10::str(y.sizes()), c10::str(x.sizes()), L_.K);
+      ++stats_.model_calls;
+      return y.to(torch::kFloat32);
+    };
+    torch::Tensor pred = checked(model_.forward(x));
+    for (const auto& dims : combos_) {
+      pred += checked(model_.forward(x.flip(dims))).flip(dims);
+    }
+    if (!combos_.empty()) pred /= static_cast<double>(combos_.size() + 1);
+    return pred;
+  }
+
+  void infer(Batch& b, [[maybe_unused]] void* stream_ptr) {
+    c10::InferenceMode guard;
+    const auto t0 = Clock::now();
+    AutocastScope autocast(options_.precision, device_.type());
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (stream_ptr) {
+      auto& stream = *static_cast<c10::cuda::CUDAStream*>(stream_ptr);
+      b.started = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+      b.done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+      b.started->record(stream);
+      const torch::Tensor x = b.input.to(device_, /*non_blocking=*/true);
+      b.device_output = run_model(x).contiguous();
+      b.output = torch::empty(b.device_output.sizes(),
+                              torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(true));
+      b.output.copy_(b.device_output, /*non_blocking=*/true);
+      b.done->record(stream);
+      stats_.infer_s += seconds_since(t0);
+      return;
+    }
+#endif
+    b.output = run_model(b.input.to(device_)).to(torch::kCPU).contiguous();
+    stats_.infer_s += seconds_since(t0);
+  }
+
+  // ---- stage 3: accumulation
+  AccLine& acc_line(int64_t line) {
+    return acc_[static_cast<size_t>(line - acc_first_)];
+  }
+
+  FinishedPtr accumulate(Batch& b) {
+    const auto t0 = Clock::now();
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (b.done) {
+      b.done->synchronize();
+      stats_.device_s += b.started->elapsed_time(*b.done) / 1000.0;
+      b.device_output = torch::Tensor();
+    }
+#endif
+    b.input = torch::Tensor();  // the host copy is no longer needed
+    const float* out = b.output.data_ptr<float>();
+    const int64_t te = L_.tile_elements();
+    const auto last = L_.place(b.first_tile + b.count - 1);
+    if (acc_.empty()) acc_first_ = L_.place(b.first_tile).line;
+    while (acc_first_ + static_cast<int64_t>(acc_.size()) < last.line + L_.NL) {
+      AccLine a;
+      a.index = acc_first_ + static_cast<int64_t>(acc_.size());
+      a.acc = acc_pool_.get(/*zero=*/true);
+      a.weight = weight_pool_.get(/*zero=*/true);
+      acc_.push_back(std::move(a));
+    }
+    stats_.peak_accumulator_lines =
+        std::max(stats_.peak_accumulator_lines, static_cast<int64_t>(acc_.size()));
+    const int64_t margin = options_.edge_margin;
+    for (int64_t i = 0; i < b.count; ++i) {
+      const int64_t tile = b.first_tile + i;
+      const auto pl = L_.place(tile);
+      const auto start = L_.grid.start(tile);
+      // Valid ranges in tile coordinates (edge margin: only edges inside the padded image).
+      auto range = [&](int axis, int64_t extent) -> std::pair<int64_t, int64_t> {
+        if (margin == 0 || (axis == 0 && L_.dims == 2)) return {0, extent};
+        const int64_t lo = start[axis] > 0 ? margin : 0;
+        const int64_t hi = start[axis] + extent < L_.grid.image[axis] ? extent - margin : extent;
+        return {lo, hi};
+      };
+      const auto [l_lo, l_hi] = range(L_.dims == 3 ? 0 : 1, L_.NL);
+      const auto [r_lo, r_hi] = L_.dims == 3 ? range(1, L_.NR) : std::pair<int64_t, int64_t>{0, 1};
+      const auto [c_lo, c_hi] = range(2, L_.NC);
+      const float* tile_out = out + i * L_.K * te;
+      tbb::parallel_for(l_lo, l_hi, [&](int64_t li) {
+        AccLine& a = acc_line(pl.line + li);
+        for (int64_t r = r_lo; r < r_hi; ++r) {
+          const int64_t t_off = (li * L_.NR + r) * L_.NC;
+          const int64_t a_off = (pl.row + r) * L_.W + pl.col;
+          const float* g = weights_.data() + t_off;
+          float* w = a.weight.get() + a_off;
+          for (int64_t c = c_lo; c < c_hi; ++c) w[c] += g[c];
+          for (int64_t k = 0; k < L_.K; ++k) {
+            const float* src = tile_out + k * te + t_off;
+            float* dst = a.acc.get() + k * L_.line_pixels() + a_off;
+            for (int64_t c = c_lo; c < c_hi; ++c) dst[c] += src[c] * g[c];
+          }
+        }
+      });
+    }
+    b.output = torch::Tensor();
+    ++stats_.batches;
+    // Lines before the next tile's first line are final.
+    const int64_t next = b.first_tile + b.count;
+    const int64_t done_to = next < L_.grid.count() ? L_.place(next).line : L_.lines;
+    FinishedPtr f;
+    if (!acc_.empty() && acc_first_ < done_to) {
+      f = std::make_shared<Finished>();
+      while (!acc_.empty() && acc_first_ < done_to) {
+        f->lines.push_back(std::move(acc_.front()));
+        acc_.pop_front();
+        ++acc_first_;
+      }
+    }
+    if (next >= L_.grid.count()) {
+      UMAMBA_CHECK(acc_.empty(), "engine: internal error, lines left after the last tile");
+      if (!f) f = std::make_shared<Finished>();
+      f->last = true;
+    }
+    stats_.accumulate_s += seconds_since(t0);
+    return f;
+  }
+
+  // ---- stage 4: finishing bands
+  void finish(Finished& f) {
+    const auto& pad = L_.grid.padding;
+    const Shape& s = L_.orig;
+    // Split the finished lines into bands: runs of lines inside the original image and, for 2D
+    // models, inside one slice.
+    struct Run {
+      size_t first, count;
+      int64_t z, y;
+    };
+    std::vector<Run> runs;
+    for (size_t i = 0; i < f.lines.size(); ++i) {
+      const int64_t line = f.lines[i].index;
+      int64_t z, y;
+      if (L_.dims == 3) {
+        z = line - pad[0].below;
+        y = 0;
+        if (z < 0 || z >= s.z) continue;
+      } else {
+        z = line / L_.grid.image[1];
+        y = line % L_.grid.image[1] - pad[1].below;
+        if (y < 0 || y >= s.y) continue;
+      }
+      if (!runs.empty()) {
+        Run& r = runs.back();
+        const bool follows = r.first + r.count == i &&
+                             (L_.dims == 3 ? z == r.z + static_cast<int64_t>(r.count)
+                                           : z == r.z && y == r.y + static_cast<int64_t>(r.count));
+        if (follows) {
+          ++r.count;
+          continue;
+        }
+      }
+      runs.push_back({i, 1, z, y});
+    }
+    for (const Run& r : runs) {
+      const auto t0 = Clock::now();
+      Band band;
+      const auto n = static_cast<int64_t>(r.count);
+      if (L_.dims == 3) {
+        band.z0 = r.z;
+        band.dz = n;
+        band.y0 = 0;
+        band.dy = s.y;
+        band.last = r.z + n == s.z;
+      } else {
+        band.z0 = r.z;
+        band.dz = 1;
+        band.y0 = r.y;
+        band.dy = n;
+        band.last = r.z == s.z - 1 && r.y + n == s.y;
+      }
+      const Shape one{1, band.dz, band.dy, s.x}, all{L_.K, band.dz, band.dy, s.x};
+      if (options_.outputs & kClasses) {
+        band.classes = Image::zeros(L_.K <= 256 ? DType::U8 : DType::U16, one);
+      }
+      if (options_.outputs & kProbabilities) band.probabilities = Image::zeros(DType::F32, all);
+      if (options_.outputs & kLogits) band.logits = Image::zeros(DType::F32, all);
+      // Rows of the band: (line, row within line); for 2D lines that is one row each.
+      const int64_t rows_per_line = L_.dims == 3 ? s.y : 1;
+      tbb::parallel_for(int64_t{0}, n * rows_per_line, [&](int64_t u) {
+        const int64_t li = u / rows_per_line;
+        const int64_t yr = u % rows_per_line;
+        const AccLine& a = f.lines[r.first + static_cast<size_t>(li)];
+        const int64_t row_in_line = L_.dims == 3 ? yr + pad[1].below : 0;
+        const int64_t off = row_in_line * L_.W + pad[2].below;
+        // Output position: z index within band, y within band.
+        const int64_t bz = L_.dims == 3 ? li : 0;
+        const int64_t by = L_.dims == 3 ? yr : li;
+        finish_row(a, off, band, bz, by);
+      });
+      stats_.finish_s += seconds_since(t0);
+      const auto t1 = Clock::now();
+      on_band_(band);
+      stats_.callback_s += seconds_since(t1);
+      ++stats_.bands;
+      if (band.last) emitted_all_ = true;
+    }
+    for (AccLine& a : f.lines) {
+      acc_pool_.put(std::move(a.acc));
+      weight_pool_.put(std::move(a.weight));
+    }
+    if (f.last && s.pixels() > 0) {
+      UMAMBA_CHECK(emitted_all_, "engine: internal error, the last band was not emitted");
+    }
+  }
+
+  void finish_row(const AccLine& a, int64_t off, Band& band, int64_t bz, int64_t by) {
+    const int64_t X = L_.orig.x, K = L_.K;
+    const int64_t lp = L_.line_pixels();
+    std::vector<float> logit(static_cast<size_t>(K)), prob(static_cast<size_t>(K));
+    auto out_index = [&](const Image& img, int64_t k, int64_t x) {
+      const Shape& st = img.strides();
+      return k * st.c + bz * st.z + by * st.y + x * st.x;
+    };
+    float* lg = band.logits.empty() ? nullptr : band.logits.data_as<float>();
+    float* pr = band.probabilities.empty() ? nullptr : band.probabilities.data_as<float>();
+    for (int64_t x = 0; x < X; ++x) {
+      const float w = a.weight[static_cast<size_t>(off + x)];
+      if (!(w > 0.0f)) {
+        fail("engine: voxel (row {} of band at z {}, y {}, x {}) received no tile weight", by,
+             band.z0, band.y0, x);
+      }
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = a.acc[static_cast<size_t>(k * lp + off + x)] / w;
+        if (!std::isfinite(v)) {
+          fail(
+              "engine: non-finite logit {} for class {} at z {}, y {}, x {} (model overflow? try "
+              "--precision fp32)",
+              v, k, band.z0 + bz, band.y0 + by, x);
+        }
+        logit[static_cast<size_t>(k)] = v;
+        mx = std::max(mx, v);
+      }
+      if (lg) {
+        for (int64_t k = 0; k < K; ++k)
+          lg[out_index(band.logits, k, x)] = logit[static_cast<size_t>(k)];
+      }
+      if (!pr && band.classes.empty()) continue;
+      float sum = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        prob[static_cast<size_t>(k)] = std::exp(logit[static_cast<size_t>(k)] - mx);
+        sum += prob[static_cast<size_t>(k)];
+      }
+      int64_t best = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        prob[static_cast<size_t>(k)] /= sum;
+        if (prob[static_cast<size_t>(k)] > prob[static_cast<size_t>(best)]) best = k;
+      }
+      if (pr) {
+        for (int64_t k = 0; k < K; ++k)
+          pr[out_index(band.probabilities, k, x)] = prob[static_cast<size_t>(k)];
+      }
+      if (!band.classes.empty()) {
+        const int64_t i = out_index(band.classes, 0, x);
+        if (band.classes.dtype() == DType::U8) {
+          band.classes.data_as<uint8_t>()[i] = static_cast<uint8_t>(best);
+        } else {
+          band.classes.data_as<uint16_t>()[i] = static_cast<uint16_t>(best);
+        }
+      }
+    }
+  }
+
+  RegionSource& source_;
+  TileModel& model_;
+  const EngineOptions& options_;
+  const BandCallback& on_band_;
+  Layout L_;
+  torch::Device device_{torch::kCPU};
+  std::optional<Normalizer> normalizer_;
+  std::vector<float> weights_;
+  BufferPool in_pool_, acc_pool_, weight_pool_;
+  std::vector<std::vector<int64_t>> combos_;
+  std::deque<std::unique_ptr<float[]>> in_;  // input window, lines [in_first_, ...)
+  int64_t in_first_ = 0;
+  std::deque<AccLine> acc_;  // accumulator window, lines [acc_first_, ...)
+  int64_t acc_first_ = 0;
+  bool emitted_all_ = false;
+  EngineStats stats_;
+};
+
+}  // namespace
+
+EngineStats predict_bands(RegionSource& source, TileModel& model,
+                          const Normalization& normalization, const EngineOptions& options,
+                          const BandCallback& on_band) {
+  UMAMBA_CHECK(static_cast<bool>(on_band), "engine: no band callback");
+  const Shape s = source.shape();
+  UMAMBA_CHECK(s.c >= 1 && s.z >= 1 && s.y >= 1 && s.x >= 1, "engine: input shape {} is empty",
+               to_string(s));
+  Engine engine(source, model, normalization, options, on_band);
+  return engine.run();
+}
+
+Prediction predict_image(const Image& image, TileModel& model, const Normalization& normalization,
+                         const EngineOptions& options) {
+  ImageSource source(image);
+  const Shape s = image.shape();
+  const int64_t K = model.num_classes();
+  Prediction p;
+  Geometry geometry = image.geometry();
+  if (options.outputs & kClasses) {
+    p.classes = Image::zeros(K <= 256 ? DType::U8 : DType::U16, Shape{1, s.z, s.y, s.x}, geometry);
+  }
+  if (options.outputs & kProbabilities) {
+    p.probabilities = Image::zeros(DType::F32, Shape{K, s.z, s.y, s.x}, geometry);
+  }
+  if (options.outputs & kLogits) {
+    p.logits = Image::zeros(DType::F32, Shape{K, s.z, s.y, s.x}, geometry);
+  }
+  auto place = [](Image& whole, const Image& part, const Band& b) {
+    if (whole.empty() || part.empty()) return;
+    whole.region(Box{b.z0, b.y0, 0, b.dz, b.dy, whole.width()}).copy_from(part);
+  };
+  p.stats = predict_bands(source, model, normalization, options, [&](const Band& b) {
+    place(p.classes, b.classes, b);
+    place(p.probabilities, b.probabilities, b);
+    place(p.logits, b.logits, b);
+  });
+  return p;
+}
+
+// ---- RowRebander ------------------------------------------------------------------------------
+
+RowRebander::RowRebander(int64_t rows, int64_t height, Output which, Sink sink)
+    : rows_(rows), height_(height), which_(which), sink_(std::move(sink)) {
+  UMAMBA_CHECK(rows_ >= 1, "rebander: {} rows per chunk", rows_);
+  UMAMBA_CHECK(height_ >= 1, "rebander: image height {}", height_);
+  UMAMBA_CHECK(static_cast<bool>(sink_), "rebander: no sink");
+}
+
+void RowRebander::add(const Band& band) {
+  const Image& img = which_ == kClasses         ? band.classes
+                     : which_ == kProbabilities ? band.probabilities
+                                                : band.logits;
+  UMAMBA_CHECK(!img.empty(), "rebander: the band lacks the requested output");
+  for (int64_t z = 0; z < band.dz; ++z) {
+    // A 3D-model band holds whole slices; a 2D-model band holds rows of one slice.
+    const int64_t zz = band.z0 + z;
+    int64_t y = 0;
+    while (y < band.dy) {
+      const int64_t yy = band.y0 + y;
+      if (filled_ == 0) {
+        if (buffer_.empty() || buffer_.dtype() != img.dtype() ||
+            buffer_.channels() != img.channels() || buffer_.width() != img.width()) {
+          buffer_ = Image::zeros(img.dtype(), Shape{img.channels(), 1, rows_, img.width()});
+        }
+        z_ = zz;
+        y0_ = yy;
+      }
+      UMAMBA_CHECK(zz == z_ && yy == y0_ + filled_,
+                   "rebander: band at slice {} row {} does not follow slice {} row {}", zz, yy, z_,
+                   y0_ + filled_);
+      const int64_t n = std::min(band.dy - y, rows_ - filled_);
+      buffer_.region(Box{0, filled_, 0, 1, n, img.width()})
+          .copy_from(img.region(Box{z, y, 0, 1, n, img.width()}));
+      filled_ += n;
+      y += n;
+      if (filled_ == rows_ || y0_ + filled_ == height_) flush();
+    }
+  }
+}
+
+void RowRebander::flush() {
+  if (filled_ == 0) return;
+  sink_(buffer_.region(Box{0, 0, 0, 1, filled_, buffer_.width()}), z_, y0_);
+  filled_ = 0;
+}
+
+}  // namespace umamba::engine
