@@ -61,25 +61,6 @@ double bounding_radius(const Cell& c) {
 
 }  // namespace
 
-double boundary_factor(const Cell& cell, const Vec3& n) {
-  double f = 1.0;
-  for (int j = 0; j < kRidges; ++j) {
-    f += cell.ridge_amp[j] *
-         rng::cos(cell.ridge_freq[j] * dot(n, cell.ridge_dir[j]) + cell.ridge_phase[j]);
-  }
-  return f;
-}
-
-double normalized_distance(const Cell& cell, const Vec3& v) {
-  const Vec3 w = mat_vec(cell.L, v);
-  const double q = dot(w, w);
-  if (q >= cell.fmax * cell.fmax) return 2.0;
-  if (q == 0.0) return 0.0;
-  const double len = std::sqrt(q);
-  const Vec3 n{w[0] / len, w[1] / len, w[2] / len};
-  return len / boundary_factor(cell, n);
-}
-
 double radial_extent(const Cell& cell, const Vec3& u) {
   const Vec3 w = mat_vec(cell.L, u);
   const double len = std::sqrt(dot(w, w));

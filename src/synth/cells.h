@@ -27,9 +27,11 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "synth/random.h"
 #include "synth/synth.h"
 
 namespace umamba::synth {
@@ -52,9 +54,29 @@ struct Cell {
 };
 
 // f(n) for a unit vector n in the w frame.
-double boundary_factor(const Cell& cell, const std::array<double, 3>& n);
+inline double boundary_factor(const Cell& cell, const std::array<double, 3>& n) {
+  double f = 1.0;
+  for (int j = 0; j < kRidges; ++j) {
+    const auto& v = cell.ridge_dir[j];
+    f += cell.ridge_amp[j] *
+         rng::cos(cell.ridge_freq[j] * (n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) +
+                  cell.ridge_phase[j]);
+  }
+  return f;
+}
+
 // d(p) for p - centre = v (z, y, x in XY pixels): < 1 inside. Returns 2 when |w| >= fmax.
-double normalized_distance(const Cell& cell, const std::array<double, 3>& v);
+inline double normalized_distance(const Cell& cell, const std::array<double, 3>& v) {
+  const auto& L = cell.L;
+  const double w0 = L[0] * v[0] + L[1] * v[1] + L[2] * v[2];
+  const double w1 = L[3] * v[0] + L[4] * v[1] + L[5] * v[2];
+  const double w2 = L[6] * v[0] + L[7] * v[1] + L[8] * v[2];
+  const double q = w0 * w0 + w1 * w1 + w2 * w2;
+  if (q >= cell.fmax * cell.fmax) return 2.0;
+  if (q == 0.0) return 0.0;
+  const double len = std::sqrt(q);
+  return len / boundary_factor(cell, {w0 / len, w1 / len, w2 / len});
+}
 // Distance from the centre to the boundary along the unit vector u (XY pixels).
 double radial_extent(const Cell& cell, const std::array<double, 3>& u);
 // Support function of the bounding ellipsoid |w| <= fmax: max over the cell of (p - centre)·u.

@@ -22,6 +22,11 @@ inline int64_t reflect(int64_t i, int64_t n) {
   return m < n ? m : period - 1 - m;
 }
 
+// dst[i] += w · src[i]; the arrays never overlap (lets the compiler vectorise).
+inline void axpy(float* __restrict dst, const float* __restrict src, float w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += w * src[i];
+}
+
 inline double smooth(double t) {
   return t * t * (3.0 - 2.0 * t);
 }
@@ -43,6 +48,15 @@ Shading::Shading(const SynthParams& params, const Scene& scene) : p_(params), sc
   const double extent =
       std::max({double(scene.width), double(scene.height), double(scene.depth) * scene.aspect});
   illum_period_ = std::max(2.0, extent / 2.0);
+  // X positions in the illumination lattice, shared by illumination() and illumination_row().
+  illum_ix_.resize(static_cast<size_t>(scene.width));
+  illum_sx_.resize(static_cast<size_t>(scene.width));
+  for (int64_t x = 0; x < scene.width; ++x) {
+    const double fx = static_cast<double>(x) / illum_period_ + 1.0;
+    const int64_t ix = static_cast<int64_t>(fx);
+    illum_ix_[static_cast<size_t>(x)] = ix;
+    illum_sx_[static_cast<size_t>(x)] = smooth(fx - static_cast<double>(ix));
+  }
 }
 
 double Shading::value_noise(int octave, double period, int64_t z, int64_t y, int64_t x) const {
@@ -95,9 +109,8 @@ double Shading::illumination_column(int64_t z, int64_t y, int64_t cx) const {
 
 double Shading::illumination(int64_t z, int64_t y, int64_t x) const {
   if (p_.illumination == 0.0) return 1.0;
-  const double fx = static_cast<double>(x) / illum_period_ + 1.0;
-  const int64_t ix = static_cast<int64_t>(fx);
-  const double sx = smooth(fx - static_cast<double>(ix));
+  const int64_t ix = illum_ix_[static_cast<size_t>(x)];
+  const double sx = illum_sx_[static_cast<size_t>(x)];
   const double c0 = illumination_column(z, y, ix), c1 = illumination_column(z, y, ix + 1);
   return std::max(0.0, 1.0 + p_.illumination * (c0 + (c1 - c0) * sx));
 }
@@ -108,15 +121,14 @@ void Shading::illumination_row(int64_t z, int64_t y, double* out) const {
     std::fill(out, out + W, 1.0);
     return;
   }
-  const int64_t last = static_cast<int64_t>(static_cast<double>(W - 1) / illum_period_ + 1.0) + 1;
-  std::vector<double> col(static_cast<size_t>(last + 1));
-  for (int64_t cx = 0; cx <= last; ++cx)
-    col[static_cast<size_t>(cx)] = illumination_column(z, y, cx);
+  const int64_t last = illum_ix_.back() + 1;
+  double col[64];  // the lattice has at most 4 columns across the image
+  UMAMBA_CHECK(last < 64, "synth: illumination lattice of {} columns", last + 1);
+  for (int64_t cx = 0; cx <= last; ++cx) col[cx] = illumination_column(z, y, cx);
   for (int64_t x = 0; x < W; ++x) {
-    const double fx = static_cast<double>(x) / illum_period_ + 1.0;
-    const int64_t ix = static_cast<int64_t>(fx);
-    const double sx = smooth(fx - static_cast<double>(ix));
-    const double c0 = col[static_cast<size_t>(ix)], c1 = col[static_cast<size_t>(ix + 1)];
+    const int64_t ix = illum_ix_[static_cast<size_t>(x)];
+    const double sx = illum_sx_[static_cast<size_t>(x)];
+    const double c0 = col[ix], c1 = col[ix + 1];
     out[x] = std::max(0.0, 1.0 + p_.illumination * (c0 + (c1 - c0) * sx));
   }
 }
@@ -186,13 +198,9 @@ int64_t poisson_inversion(double lambda, double u) {
 
 // ---- labels
 
-void label_rows(const Scene& scene, int64_t r0, int64_t r1, std::vector<uint32_t>& labels,
-                std::vector<float>& distance) {
-  const int64_t Z = scene.depth, W = scene.width, R = r1 - r0;
-  labels.assign(static_cast<size_t>(Z * R * W), 0u);
-  distance.assign(labels.size(), 1.0f);
+LabelBand label_rows(const Scene& scene, int64_t r0, int64_t r1, BandScratch& scratch) {
+  const int64_t Z = scene.depth, W = scene.width;
   const std::vector<int32_t> core = scene.cells_in_rows(r0, r1);
-  if (core.empty()) return;
   // The extended band: the union of the bounding boxes of the cells meeting [r0, r1).
   int64_t e0 = r0, e1 = r1;
   for (int32_t i : core) {
@@ -200,8 +208,10 @@ void label_rows(const Scene& scene, int64_t r0, int64_t r1, std::vector<uint32_t
     e1 = std::max(e1, scene.cells[static_cast<size_t>(i)].hi[1] + 1);
   }
   const int64_t E = e1 - e0;
-  std::vector<uint32_t> lab(static_cast<size_t>(Z * E * W), 0u);
-  std::vector<float> best(lab.size(), 1.0f);
+  std::vector<uint32_t>& lab = scratch.labels;
+  std::vector<float>& best = scratch.distance;
+  lab.assign(static_cast<size_t>(Z * E * W), 0u);
+  best.assign(lab.size(), 1.0f);
   auto at = [&](int64_t z, int64_t y, int64_t x) {
     return static_cast<size_t>((z * E + (y - e0)) * W + x);
   };
@@ -233,8 +243,8 @@ void label_rows(const Scene& scene, int64_t r0, int64_t r1, std::vector<uint32_t
   }
 
   // Keep the face-connected component of each cell's centre voxel; the rest becomes background.
-  std::vector<uint8_t> seen;
-  std::vector<std::array<int64_t, 3>> stack;
+  std::vector<uint8_t>& seen = scratch.seen;
+  std::vector<std::array<int64_t, 3>>& stack = scratch.stack;
   for (int32_t i : core) {
     const Cell& c = scene.cells[static_cast<size_t>(i)];
     const uint32_t label = static_cast<uint32_t>(i) + 1;
@@ -277,21 +287,15 @@ void label_rows(const Scene& scene, int64_t r0, int64_t r1, std::vector<uint32_t
         }
   }
 
-  for (int64_t z = 0; z < Z; ++z)
-    for (int64_t y = r0; y < r1; ++y) {
-      const size_t src = at(z, y, 0);
-      const size_t dst = static_cast<size_t>((z * R + (y - r0)) * W);
-      std::copy_n(lab.begin() + static_cast<std::ptrdiff_t>(src), W,
-                  labels.begin() + static_cast<std::ptrdiff_t>(dst));
-      std::copy_n(best.begin() + static_cast<std::ptrdiff_t>(src), W,
-                  distance.begin() + static_cast<std::ptrdiff_t>(dst));
-    }
+  return {e0, E};
 }
 
 // ---- a band of the image
 
 void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y1, Image& image,
-                 Image& labels) {
+                 Image& labels, BandScratch* scratch_in) {
+  BandScratch local;
+  BandScratch& scratch = scratch_in ? *scratch_in : local;
   const int64_t C = p.channels, Z = scene.depth, H = scene.height, W = scene.width;
   const int64_t R = y1 - y0;
   UMAMBA_CHECK(y0 >= 0 && y0 < y1 && y1 <= H, "synth: band rows [{}, {}) outside 0..{}", y0, y1, H);
@@ -307,45 +311,57 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
   const int64_t ry = static_cast<int64_t>(ky.size() / 2);
   const int64_t s0 = std::max<int64_t>(0, y0 - ry), s1 = std::min(H, y1 + ry), S = s1 - s0;
 
-  std::vector<uint32_t> lab;
-  std::vector<float> dist;
-  label_rows(scene, s0, s1, lab, dist);
+  const LabelBand lb = label_rows(scene, s0, s1, scratch);
+  const std::vector<uint32_t>& lab = scratch.labels;
+  const std::vector<float>& dist = scratch.distance;
+  // Index of (z, y, 0) in the label band.
+  auto lab_row = [&](int64_t z, int64_t y) {
+    return static_cast<size_t>((z * lb.rows + (y - lb.first_row)) * W);
+  };
 
   // Signal before blur: [C, Z, S, W].
   const Shading shading(p, scene);
-  std::vector<float> sig(static_cast<size_t>(C * Z * S * W));
+  std::vector<float>& sig = scratch.signal;
+  sig.resize(static_cast<size_t>(C * Z * S * W));
   auto sig_at = [&](int64_t c, int64_t z, int64_t y, int64_t x) -> float& {
     return sig[static_cast<size_t>(((c * Z + z) * S + (y - s0)) * W + x)];
   };
-  std::vector<double> illum(static_cast<size_t>(W));
+  std::vector<double>& illum = scratch.illumination;
+  illum.resize(static_cast<size_t>(W));
   double values[3];
   for (int64_t z = 0; z < Z; ++z)
     for (int64_t y = s0; y < s1; ++y) {
-      const size_t row = static_cast<size_t>((z * S + (y - s0)) * W);
+      const size_t row = lab_row(z, y);
       shading.illumination_row(z, y, illum.data());
       for (int64_t x = 0; x < W; ++x) {
-        shading.signal(z, y, x, lab[row + static_cast<size_t>(x)],
-                       static_cast<double>(dist[row + static_cast<size_t>(x)]),
+        const uint32_t l = lab[row + static_cast<size_t>(x)];
+        if (l == 0) {  // the background branch of Shading::signal, inline
+          const float v = static_cast<float>(illum[static_cast<size_t>(x)] * p.background);
+          for (int64_t c = 0; c < C; ++c) sig_at(c, z, y, x) = v;
+          continue;
+        }
+        shading.signal(z, y, x, l, static_cast<double>(dist[row + static_cast<size_t>(x)]),
                        illum[static_cast<size_t>(x)], values);
         for (int64_t c = 0; c < C; ++c) sig_at(c, z, y, x) = static_cast<float>(values[c]);
       }
     }
 
   // Blur along X in place (row by row), then Y into the output rows, then Z.
-  std::vector<float> out(static_cast<size_t>(C * Z * R * W));
+  std::vector<float>& out = scratch.blurred;
+  out.assign(static_cast<size_t>(C * Z * R * W), 0.0f);
   if (!ky.empty()) {
     const int64_t r = ry;
-    std::vector<float> padded(static_cast<size_t>(W + 2 * r));
+    std::vector<float>& padded = scratch.padded;
+    padded.resize(static_cast<size_t>(W + 2 * r));
     for (int64_t row = 0; row < C * Z * S; ++row) {
       float* line = sig.data() + row * W;
-      for (int64_t i = 0; i < W + 2 * r; ++i)
+      std::copy_n(line, W, padded.data() + r);
+      for (int64_t i = 0; i < r; ++i) {
         padded[static_cast<size_t>(i)] = line[reflect(i - r, W)];
-      std::fill(line, line + W, 0.0f);
-      for (size_t j = 0; j < ky.size(); ++j) {
-        const float w = ky[j];
-        const float* src = padded.data() + j;
-        for (int64_t x = 0; x < W; ++x) line[x] += w * src[x];
+        padded[static_cast<size_t>(W + r + i)] = line[reflect(W + i, W)];
       }
+      std::fill(line, line + W, 0.0f);
+      for (size_t j = 0; j < ky.size(); ++j) axpy(line, padded.data() + j, ky[j], W);
     }
     for (int64_t c = 0; c < C; ++c)
       for (int64_t z = 0; z < Z; ++z)
@@ -353,9 +369,7 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
           float* dst = out.data() + ((c * Z + z) * R + (y - y0)) * W;
           for (size_t j = 0; j < ky.size(); ++j) {
             const int64_t yy = reflect(y + static_cast<int64_t>(j) - r, H);
-            const float w = ky[j];
-            const float* src = &sig_at(c, z, yy, 0);
-            for (int64_t x = 0; x < W; ++x) dst[x] += w * src[x];
+            axpy(dst, &sig_at(c, z, yy, 0), ky[j], W);
           }
         }
   } else {
@@ -364,11 +378,10 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
         for (int64_t y = y0; y < y1; ++y)
           std::copy_n(&sig_at(c, z, y, 0), W, out.data() + ((c * Z + z) * R + (y - y0)) * W);
   }
-  sig.clear();
-  sig.shrink_to_fit();
   if (!kz.empty()) {
     const int64_t r = static_cast<int64_t>(kz.size() / 2);
-    std::vector<float> slab(static_cast<size_t>(Z * W));
+    std::vector<float>& slab = scratch.slab;
+    slab.resize(static_cast<size_t>(Z * W));
     for (int64_t c = 0; c < C; ++c)
       for (int64_t y = 0; y < R; ++y) {
         auto row_of = [&](int64_t z) { return out.data() + ((c * Z + z) * R + y) * W; };
@@ -376,9 +389,7 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
         for (int64_t z = 0; z < Z; ++z) {
           float* dst = slab.data() + z * W;
           for (size_t j = 0; j < kz.size(); ++j) {
-            const float w = kz[j];
-            const float* src = row_of(reflect(z + static_cast<int64_t>(j) - r, Z));
-            for (int64_t x = 0; x < W; ++x) dst[x] += w * src[x];
+            axpy(dst, row_of(reflect(z + static_cast<int64_t>(j) - r, Z)), kz[j], W);
           }
         }
         for (int64_t z = 0; z < Z; ++z) std::copy_n(slab.data() + z * W, W, row_of(z));
@@ -390,6 +401,8 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
   const rng::Stream read_noise(p.seed, rng::Purpose::Noise);
   const rng::Stream shot(p.seed, rng::Purpose::Poisson);
   const double var_read = p.noise * p.noise;
+  const double inv_photons = p.photons > 0.0 ? 1.0 / p.photons : 0.0;
+  const rng::FastNormal& gauss = rng::FastNormal::instance();
   visit_dtype(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, uint16_t> ||
@@ -411,18 +424,19 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
                 if (lambda < 12.0) {
                   s = static_cast<double>(poisson_inversion(lambda, shot.open_uniform(counter))) /
                       p.photons;
-                  if (p.noise > 0.0) s += p.noise * rng::normal(read_noise, counter);
+                  if (p.noise > 0.0) s += p.noise * gauss(read_noise, counter);
                 } else {
-                  s += std::sqrt(s / p.photons + var_read) * rng::normal(read_noise, counter);
+                  s += std::sqrt(s * inv_photons + var_read) * gauss(read_noise, counter);
                 }
               } else if (p.noise > 0.0) {
-                s += p.noise * rng::normal(read_noise, counter);
+                s += p.noise * gauss(read_noise, counter);
               }
               const double v = (s + p.offset) * full;
               if constexpr (std::is_same_v<T, float>) {
                 dst[x * st.x] = static_cast<float>(v);
               } else {
-                dst[x * st.x] = static_cast<T>(std::floor(std::clamp(v, 0.0, top) + 0.5));
+                // Round half up; the value is clamped non-negative, so truncation is floor.
+                dst[x * st.x] = static_cast<T>(static_cast<int64_t>(std::clamp(v, 0.0, top) + 0.5));
               }
             }
           }
@@ -433,10 +447,9 @@ void render_rows(const SynthParams& p, const Scene& scene, int64_t y0, int64_t y
 
   // Labels of the output rows.
   const Shape ls = labels.strides();
-  const int64_t off = y0 - s0;
   for (int64_t z = 0; z < Z; ++z)
     for (int64_t y = 0; y < R; ++y) {
-      const uint32_t* src = lab.data() + (z * S + y + off) * W;
+      const uint32_t* src = lab.data() + lab_row(z, y0 + y);
       if (labels.dtype() == DType::U16) {
         uint16_t* dst = static_cast<uint16_t*>(labels.data()) + z * ls.z + y * ls.y;
         for (int64_t x = 0; x < W; ++x) dst[x * ls.x] = static_cast<uint16_t>(src[x]);

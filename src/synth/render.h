@@ -53,22 +53,40 @@ class Shading {
   double rim_norm_ = 1.0;
   double texture_period_ = 1.0;
   double illum_period_ = 1.0;
+  std::vector<int64_t> illum_ix_;  // per x: lattice column and smoothed fraction
+  std::vector<double> illum_sx_;
   double illumination_column(int64_t z, int64_t y, int64_t cx) const;
+};
+
+// Buffers a band needs, reused from band to band by one thread.
+struct BandScratch {
+  std::vector<uint32_t> labels;
+  std::vector<float> distance;
+  std::vector<uint8_t> seen;
+  std::vector<std::array<int64_t, 3>> stack;
+  std::vector<float> signal, blurred, padded, slab;
+  std::vector<double> illumination;
+};
+
+// Rows [first_row, first_row + rows) of every slice, held in BandScratch::labels / distance as
+// [(z * rows + y - first_row) * width + x].
+struct LabelBand {
+  int64_t first_row = 0, rows = 0;
 };
 
 // Normalised Gaussian kernel for sigma (empty for sigma <= 0), radius int(4 sigma + 0.5).
 std::vector<float> gaussian_kernel(double sigma);
 
-// Labels of rows [r0, r1) of every slice: labels[(z * (r1 - r0) + y - r0) * width + x]
-// (0 background, i + 1 for scene.cells[i]); `distance` gets d of the labelled cell (1 for
-// background). Exact for any band: independent of the rows around it.
-void label_rows(const Scene& scene, int64_t r0, int64_t r1, std::vector<uint32_t>& labels,
-                std::vector<float>& distance);
+// Labels of rows [r0, r1) of every slice into scratch.labels (0 background, i + 1 for
+// scene.cells[i]) and scratch.distance (d of the labelled cell, 1 for background), over an
+// extended band that contains [r0, r1) (the returned rows). Rows [r0, r1) are exact whatever
+// the band: independent of the rows around it; rows outside it are not.
+LabelBand label_rows(const Scene& scene, int64_t r0, int64_t r1, BandScratch& scratch);
 
 // Renders rows [y0, y1) into `image` ([C, Z, y1-y0, X] view of params.dtype) and `labels`
 // ([1, Z, y1-y0, X] view of U16 or U32).
 void render_rows(const SynthParams& params, const Scene& scene, int64_t y0, int64_t y1,
-                 Image& image, Image& labels);
+                 Image& image, Image& labels, BandScratch* scratch = nullptr);
 
 // Shot noise: a Poisson(lambda) count from one uniform u in (0, 1), by inversion (lambda < 12).
 int64_t poisson_inversion(double lambda, double u);

@@ -1,6 +1,7 @@
 // Parameters, the generator object and whole-image rendering (bands in parallel with TBB).
 #include "synth/synth.h"
 
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
@@ -164,12 +165,13 @@ void render_into(const SynthParams& p, const Scene& scene, int64_t rows, Image& 
                  Image& labels) {
   const int64_t H = scene.height;
   const int64_t bands = (H + rows - 1) / rows;
+  tbb::enumerable_thread_specific<BandScratch> scratch;
   tbb::parallel_for(int64_t{0}, bands, [&](int64_t b) {
     const int64_t y0 = b * rows, y1 = std::min(H, y0 + rows);
     Box box{0, y0, 0, scene.depth, y1 - y0, scene.width};
     Image iv = image.region(box);
     Image lv = labels.region(box);
-    render_rows(p, scene, y0, y1, iv, lv);
+    render_rows(p, scene, y0, y1, iv, lv, &scratch.local());
   });
 }
 
@@ -188,12 +190,13 @@ Band Generator::render_band(int64_t y0, int64_t y1) const {
   // Split tall bands too, so that one band still uses every thread.
   const int64_t rows = std::min(y1 - y0, band_rows(impl_->scene));
   const int64_t parts = (y1 - y0 + rows - 1) / rows;
+  tbb::enumerable_thread_specific<BandScratch> scratch;
   tbb::parallel_for(int64_t{0}, parts, [&](int64_t b) {
     const int64_t a0 = y0 + b * rows, a1 = std::min(y1, a0 + rows);
     Box box{0, a0 - y0, 0, p.depth, a1 - a0, p.width};
     Image iv = band.image.region(box);
     Image lv = band.labels.region(box);
-    render_rows(p, impl_->scene, a0, a1, iv, lv);
+    render_rows(p, impl_->scene, a0, a1, iv, lv, &scratch.local());
   });
   return band;
 }
