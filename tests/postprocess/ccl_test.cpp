@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "postprocess/band_merger.h"
 #include "postprocess/ccl.h"
+#include "postprocess/opencv_peer.h"
 #include "postprocess/reference.h"
 
 namespace umamba::postprocess {
@@ -364,6 +365,45 @@ TEST(Postprocess_BandMerger, misuse_is_an_error) {
   EXPECT_EQ(m.finish(), 0u);
   EXPECT_THROW(m.add_band(band.data(), 1, 0), Error);
   EXPECT_THROW(m.final_label(0, 1), Error);
+}
+
+}  // namespace
+}  // namespace umamba::postprocess
+
+namespace umamba::postprocess {
+namespace {
+
+// An independent implementation: OpenCV's connectedComponents (2D, binary) gives the same
+// partition (its block-based scans number components in another order, so the labels are
+// compared through a one-to-one map).
+TEST(Postprocess_Ccl, matches_opencv) {
+  if (!opencv_peer::available()) GTEST_SKIP() << "built without OpenCV";
+  uint32_t seed = 700;
+  for (const Extents& e : {Extents{1, 1, 1}, Extents{1, 77, 131}, Extents{1, 300, 517}}) {
+    for (int conn : {4, 8}) {
+      for (double d : {0.1, 0.5, 0.9}) {
+        const auto noise = random_image<uint8_t>(e, d, seed++);
+        const auto blobs = blob_image<uint8_t>(e, 3, d, seed++);
+        for (const auto* in : {&noise, &blobs}) {
+          std::vector<int32_t> cv_labels(in->size());
+          const uint32_t n_cv = opencv_peer::label(in->data(), e.y, e.x, conn, 1, cv_labels.data());
+          std::vector<uint32_t> ours(in->size());
+          CclOptions o;
+          o.connectivity = connectivity_from_int(conn, false);
+          ASSERT_EQ(label_components(in->data(), e, ours.data(), o), n_cv);
+          std::vector<int64_t> to_cv(n_cv + 1, -1), to_ours(n_cv + 1, -1);
+          for (size_t i = 0; i < ours.size(); ++i) {
+            const uint32_t a = ours[i], b = static_cast<uint32_t>(cv_labels[i]);
+            ASSERT_LE(b, n_cv);
+            if (to_cv[a] < 0) to_cv[a] = b;
+            if (to_ours[b] < 0) to_ours[b] = a;
+            ASSERT_EQ(to_cv[a], b) << fmt::format("{}x{} conn {} pixel {}", e.y, e.x, conn, i);
+            ASSERT_EQ(to_ours[b], a) << fmt::format("{}x{} conn {} pixel {}", e.y, e.x, conn, i);
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
