@@ -237,6 +237,27 @@ TEST(Synth_Random, streams_are_counter_based_and_distinct) {
   EXPECT_NEAR(sum2 / n, 1.0, 0.015);
 }
 
+TEST(Synth_Random, fast_normal_matches_the_quantile_function) {
+  const rng::FastNormal& fast = rng::FastNormal::instance();
+  const rng::Stream s(9, rng::Purpose::Noise);
+  double worst = 0, sum = 0, sum2 = 0;
+  int tails = 0;
+  const int n = 400000;
+  for (int i = 0; i < n; ++i) {
+    // The same 53-bit uniform the exact path would use.
+    const double u = (static_cast<double>(s.bits(i) >> 11) + 0.5) * 0x1.0p-53;
+    const double z = fast(s, i);
+    worst = std::max(worst, std::abs(z - rng::normal_quantile(u)));
+    tails += std::abs(z) > 2.154;  // |z| beyond the table: Phi^-1(63/64) = 2.1538
+    sum += z;
+    sum2 += z * z;
+  }
+  EXPECT_LT(worst, 2e-5);
+  EXPECT_NEAR(static_cast<double>(tails) / n, 2.0 / 64.0, 0.002);
+  EXPECT_NEAR(sum / n, 0.0, 0.006);
+  EXPECT_NEAR(sum2 / n, 1.0, 0.01);
+}
+
 TEST(Synth_Random, poisson_inversion_mean_and_variance) {
   const rng::Stream s(5, rng::Purpose::Poisson);
   for (double lambda : {0.3, 3.0, 11.5}) {
