@@ -99,6 +99,7 @@ void add_synth_command(CLI::App& app) {
     std::string output;
     int64_t count = 1;
     std::string layout = "neurips";
+    std::string nnunet_labels = "instances";
     std::string prefix = "synth";
     std::string dataset_name = "umamba_synth";
     std::string compression = "deflate";
@@ -121,6 +122,13 @@ void add_synth_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"neurips", "nnunet"}))
       ->envname("UMAMBA_SYNTH_LAYOUT");
+  cmd->add_option("--nnunet-labels", o->nnunet_labels,
+                  "nnunet layout: instances (labelsTr = instance labels) or classes (labelsTr = "
+                  "0 background / 1 interior / 2 boundary, the organisers' recipe; instances in "
+                  "instancesTr)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"instances", "classes"}))
+      ->envname("UMAMBA_SYNTH_NNUNET_LABELS");
   cmd->add_option("--prefix", o->prefix, "File name prefix: <prefix>_0000, <prefix>_0001, ...")
       ->capture_default_str()
       ->envname("UMAMBA_SYNTH_PREFIX");
@@ -138,6 +146,7 @@ void add_synth_command(CLI::App& app) {
     job.count = o->count;
     job.params = resolve(o->flags);
     job.layout = pipeline::synth_layout_from_name(o->layout);
+    job.nnunet_labels = pipeline::nnunet_labels_from_name(o->nnunet_labels);
     job.prefix = o->prefix;
     job.dataset_name = o->dataset_name;
     job.compression = io::compression_from_name(o->compression);

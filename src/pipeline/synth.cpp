@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
+#include "postprocess/targets.h"
 
 namespace umamba::pipeline {
 
@@ -21,6 +22,12 @@ SynthLayout synth_layout_from_name(const std::string& name) {
   if (name == "neurips") return SynthLayout::Neurips;
   if (name == "nnunet") return SynthLayout::Nnunet;
   fail("synth: layout '{}' is not 'neurips' or 'nnunet'", name);
+}
+
+NnunetLabels nnunet_labels_from_name(const std::string& name) {
+  if (name == "instances") return NnunetLabels::Instances;
+  if (name == "classes") return NnunetLabels::Classes;
+  fail("synth: nnU-Net labels '{}' are not 'instances' or 'classes'", name);
 }
 
 void parse_synth_size(const std::string& text, synth::SynthParams& params) {
@@ -102,7 +109,12 @@ void spacing_sidecar(const fs::path& file, const Geometry& g) {
 struct Targets {
   std::vector<fs::path> images;  // one file for neurips, one per channel for nnunet
   fs::path labels;
+  fs::path instances;  // three-class labels: where the instances go
 };
+
+bool three_class(const SynthJob& job) {
+  return job.layout == SynthLayout::Nnunet && job.nnunet_labels == NnunetLabels::Classes;
+}
 
 Targets targets_for(const SynthJob& job, const std::string& name) {
   Targets t;
@@ -113,6 +125,7 @@ Targets targets_for(const SynthJob& job, const std::string& name) {
     for (int c = 0; c < job.params.channels; ++c)
       t.images.push_back(job.output / "imagesTr" / fmt::format("{}_{:04d}.tif", name, c));
     t.labels = job.output / "labelsTr" / (name + ".tif");
+    if (three_class(job)) t.instances = job.output / "instancesTr" / (name + ".tif");
   }
   return t;
 }
@@ -128,7 +141,13 @@ void write_whole(const SynthJob& job, const synth::Generator& gen, const Targets
   const synth::SynthResult r = gen.render();
   for (size_t f = 0; f < t.images.size(); ++f)
     io::write_image(t.images[f], file_view(job, r.image, f).contiguous(), options);
-  io::write_labels(t.labels, r.labels, options);
+  if (three_class(job)) {
+    // The organisers' recipe (boundary width 2 with spill, interior pieces below 16 px dropped).
+    io::write_image(t.labels, postprocess::instances_to_classes(r.labels, {}), options);
+    io::write_labels(t.instances, r.labels, options);
+  } else {
+    io::write_labels(t.labels, r.labels, options);
+  }
 }
 
 void write_streamed(const SynthJob& job, const synth::Generator& gen, const Targets& t,
@@ -169,6 +188,7 @@ std::vector<SynthImageRecord> run_synth(const SynthJob& job) {
   } else {
     fs::create_directories(job.output / "imagesTr");
     fs::create_directories(job.output / "labelsTr");
+    if (three_class(job)) fs::create_directories(job.output / "instancesTr");
   }
   io::WriteOptions options;
   options.compression = job.compression;
@@ -183,7 +203,7 @@ std::vector<SynthImageRecord> run_synth(const SynthJob& job) {
     const synth::Generator gen(p);
     const Targets t = targets_for(job, name);
     const int64_t elements = gen.image_shape().elements();
-    if (p.depth == 1 && elements > job.stream_pixels) {
+    if (p.depth == 1 && elements > job.stream_pixels && !three_class(job)) {
       write_streamed(job, gen, t, options);
     } else {
       write_whole(job, gen, t, options);
@@ -191,10 +211,17 @@ std::vector<SynthImageRecord> run_synth(const SynthJob& job) {
     if (job.layout == SynthLayout::Nnunet && p.depth > 1) {
       for (const fs::path& f : t.images) spacing_sidecar(f, gen.geometry());
       spacing_sidecar(t.labels, gen.geometry());
+      if (!t.instances.empty()) spacing_sidecar(t.instances, gen.geometry());
     }
-    SynthImageRecord rec{
-        name,     p.seed,  gen.cells_requested(), gen.cells_placed(), gen.cells_clustered(),
-        t.images, t.labels};
+    SynthImageRecord rec;
+    rec.name = name;
+    rec.seed = p.seed;
+    rec.cells_requested = gen.cells_requested();
+    rec.cells_placed = gen.cells_placed();
+    rec.cells_clustered = gen.cells_clustered();
+    rec.images = t.images;
+    rec.labels = t.labels;
+    rec.instances = t.instances;
     log::info("synth: {} ({}, seed {}): {} cells ({} in touching clusters)", name,
               to_string(gen.image_shape()), p.seed, rec.cells_placed, rec.cells_clustered);
     images.push_back(json{{"name", name},
@@ -214,23 +241,33 @@ std::vector<SynthImageRecord> run_synth(const SynthJob& job) {
       channels["1"] = "G";
       channels["2"] = "B";
     }
-    write_json_atomic(
-        job.output / "dataset.json",
-        json{{"name", job.dataset_name},
-             {"description",
-              "Synthetic fluorescence-like cells from umamba synth; labelsTr holds instance labels "
-              "(0 background, 1..N per image), not semantic classes"},
-             {"channel_names", channels},
-             {"labels", {{"background", 0}, {"cell", 1}}},
-             {"label_kind", "instance"},
-             {"numTraining", job.count},
-             {"file_ending", ".tif"}});
+    json dataset{{"name", job.dataset_name},
+                 {"channel_names", channels},
+                 {"numTraining", job.count},
+                 {"file_ending", ".tif"}};
+    if (three_class(job)) {
+      dataset["description"] =
+          "Synthetic fluorescence-like cells from umamba synth; labelsTr holds the NeurIPS "
+          "organisers' three classes (0 background, 1 interior, 2 boundary), instancesTr the "
+          "instance labels";
+      dataset["labels"] = {{"background", 0}, {"interior", 1}, {"boundary", 2}};
+      dataset["label_kind"] = "three-class";
+      dataset["instances_folder"] = "instancesTr";
+    } else {
+      dataset["description"] =
+          "Synthetic fluorescence-like cells from umamba synth; labelsTr holds instance labels "
+          "(0 background, 1..N per image), not semantic classes";
+      dataset["labels"] = {{"background", 0}, {"cell", 1}};
+      dataset["label_kind"] = "instance";
+    }
+    write_json_atomic(job.output / "dataset.json", dataset);
   }
   write_json_atomic(job.output / "synth.json",
                     json{{"generator", "umamba synth"},
                          {"version", build_info::kVersion},
                          {"git_revision", build_info::kGitRevision},
                          {"layout", job.layout == SynthLayout::Neurips ? "neurips" : "nnunet"},
+                         {"nnunet_labels", three_class(job) ? "classes" : "instances"},
                          {"count", job.count},
                          {"first_seed", job.params.seed},
                          {"parameters", params_json(job.params)},

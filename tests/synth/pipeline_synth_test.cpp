@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/image_io.h"
 #include "pipeline/synth.h"
+#include "postprocess/targets.h"
 #include "synth/synth.h"
 
 namespace umamba::pipeline {
@@ -44,6 +45,9 @@ TEST(Pipeline_Synth, parses_sizes_and_layouts) {
   EXPECT_EQ(synth_layout_from_name("neurips"), SynthLayout::Neurips);
   EXPECT_EQ(synth_layout_from_name("nnunet"), SynthLayout::Nnunet);
   EXPECT_THROW(synth_layout_from_name("nnUNet"), Error);
+  EXPECT_EQ(nnunet_labels_from_name("classes"), NnunetLabels::Classes);
+  EXPECT_EQ(nnunet_labels_from_name("instances"), NnunetLabels::Instances);
+  EXPECT_THROW(nnunet_labels_from_name("3class"), Error);
 }
 
 TEST(Pipeline_Synth, neurips_layout_holds_the_generated_pixels) {
@@ -122,6 +126,42 @@ TEST(Pipeline_Synth, nnunet_layout_3d_rgb_with_spacing_sidecars) {
   EXPECT_EQ(dataset["channel_names"], (nlohmann::json{{"0", "R"}, {"1", "G"}, {"2", "B"}}));
   EXPECT_EQ(dataset["label_kind"], "instance");
   EXPECT_EQ(dataset["labels"]["background"], 0);
+}
+
+TEST(Pipeline_Synth, nnunet_three_class_labels_and_instances) {
+  for (int64_t depth : {1, 10}) {
+    SynthJob job;
+    job.output = fresh_dir("classes_" + std::to_string(depth));
+    job.layout = SynthLayout::Nnunet;
+    job.nnunet_labels = NnunetLabels::Classes;
+    job.params.depth = depth;
+    job.params.height = 64;
+    job.params.width = 80;
+    job.params.diameter = 14;
+    job.params.touching = 0.5;
+    const auto records = run_synth(job);
+    ASSERT_EQ(records.size(), 1u);
+    const auto& r = records[0];
+    const synth::SynthResult expected = synth::generate(job.params);
+    EXPECT_EQ(r.instances, job.output / "instancesTr" / (r.name + ".tif"));
+    EXPECT_TRUE(io::read_image(r.instances).same_pixels(expected.labels));
+    const Image classes = io::read_image(r.labels);
+    EXPECT_EQ(classes.dtype(), DType::U8);
+    EXPECT_TRUE(classes.same_pixels(postprocess::instances_to_classes(expected.labels, {})));
+    // All three classes occur.
+    const Image c = classes.contiguous();
+    int seen[3] = {0, 0, 0};
+    for (int64_t i = 0; i < c.element_count(); ++i) ++seen[c.data_as<uint8_t>()[i] % 3];
+    EXPECT_GT(seen[0], 0);
+    EXPECT_GT(seen[1], 0);
+    EXPECT_GT(seen[2], 0);
+    const auto dataset = read_json(job.output / "dataset.json");
+    EXPECT_EQ(dataset["labels"],
+              (nlohmann::json{{"background", 0}, {"interior", 1}, {"boundary", 2}}));
+    EXPECT_EQ(dataset["label_kind"], "three-class");
+    EXPECT_EQ(dataset["instances_folder"], "instancesTr");
+    EXPECT_EQ(fs::exists(job.output / "instancesTr" / (r.name + ".json")), depth > 1);
+  }
 }
 
 TEST(Pipeline_Synth, band_streamed_files_equal_whole_images) {
