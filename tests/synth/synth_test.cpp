@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <numeric>
 #include <set>
@@ -336,6 +337,62 @@ TEST(Synth_Labels, match_brute_force_reference_2d_and_3d) {
     for (size_t i = 0; i < got.size(); ++i) mismatches += got[i] != ref[i];
     EXPECT_EQ(mismatches, 0u) << "seed " << q.seed;
   }
+}
+
+TEST(Synth_Labels, random_parameters_match_reference_and_invariants) {
+  // Random parameter sets, including degenerate sizes (one row, one column, cells larger than
+  // the image), each against the brute-force reference and the label invariants.
+  const rng::Stream s(2024, rng::Purpose::CellShape, 99);
+  uint64_t k = 0;
+  auto uni = [&](double lo, double hi) { return lo + (hi - lo) * s.uniform(k++); };
+  int64_t total_cells = 0, total_clustered = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    SynthParams p;
+    p.seed = 1000 + static_cast<uint64_t>(trial);
+    p.depth = trial % 3 == 0 ? static_cast<int64_t>(uni(2, 9)) : 1;
+    p.height = static_cast<int64_t>(uni(1, 70));
+    p.width = static_cast<int64_t>(uni(1, 70));
+    p.diameter = uni(1.5, 40);
+    p.diameter_spread = uni(0, 0.6);
+    p.elongation = uni(1, 3);
+    p.irregularity = uni(0, 0.44);
+    p.touching = uni(0, 1);
+    p.overlap = uni(0.05, 0.6);
+    p.max_cluster = static_cast<int>(uni(2, 7));
+    p.gap = uni(0, 4);
+    p.density = uni(0, 0.6);
+    if (trial % 4 == 1) p.cells = static_cast<int64_t>(uni(1, 30));
+    p.spacing_z = p.spacing_xy * uni(0.5, 4);
+    p.blur = uni(0, 2);
+    p.channels = trial % 5 == 2 ? 3 : 1;
+    const Generator g(p);
+    const SynthResult whole = g.render(p.height);
+    const SynthResult banded = g.render(1 + trial % 7);
+    EXPECT_TRUE(whole.image.same_pixels(banded.image)) << "trial " << trial;
+    EXPECT_TRUE(whole.labels.same_pixels(banded.labels)) << "trial " << trial;
+    std::vector<uint32_t> ref;
+    std::vector<float> dist;
+    reference_labels(g.scene(), ref, dist);
+    const auto got = label_vector(whole.labels);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < got.size(); ++i) mismatches += got[i] != ref[i];
+    EXPECT_EQ(mismatches, 0u) << "trial " << trial;
+    const auto comps = components_per_label(got, Dims{p.depth, p.height, p.width});
+    EXPECT_EQ(static_cast<int64_t>(comps.size()), whole.cells_placed) << "trial " << trial;
+    uint32_t expected = 1;
+    for (const auto& [label, n] : comps) {
+      EXPECT_EQ(label, expected++) << "trial " << trial;
+      EXPECT_EQ(n, 1) << "trial " << trial << " label " << label;
+    }
+    EXPECT_LE(whole.cells_placed, whole.cells_requested);
+    EXPECT_LE(whole.cells_clustered, whole.cells_placed);
+    total_cells += whole.cells_placed;
+    total_clustered += whole.cells_clustered;
+  }
+  EXPECT_GT(total_cells, 150);  // the trials are not vacuous
+  EXPECT_GT(total_clustered, 40);
+  std::printf("random trials: %lld cells, %lld in clusters\n", static_cast<long long>(total_cells),
+              static_cast<long long>(total_clustered));
 }
 
 TEST(Synth_Labels, consecutive_single_component_and_dtype) {
