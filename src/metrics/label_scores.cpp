@@ -184,6 +184,11 @@ struct Sums {
 Sums surface_sums(const std::vector<uint8_t>& codes, const std::vector<double>& table,
                   const std::vector<double>& d2, bool is_3d, double tolerance) {
   const int64_t n = static_cast<int64_t>(codes.size());
+  // d ≤ τ in real arithmetic: distances equal to τ (common: 3 mm voxels and τ = 3, or
+  // 0.8² + 0.6² = 1) reach the EDT with a rounding error of a few ulps whose sign depends on the
+  // order of the sums and on which of several equally near surfels was found; 1e-12 relative
+  // absorbs it, far below any real gap between distinct distances on a voxel grid.
+  const double limit2 = tolerance * tolerance * (1 + 1e-12);
   return tbb::parallel_deterministic_reduce(
       tbb::blocked_range<int64_t>(0, n, 1 << 15), Sums{},
       [&](const tbb::blocked_range<int64_t>& range, Sums s) {
@@ -191,7 +196,7 @@ Sums surface_sums(const std::vector<uint8_t>& codes, const std::vector<double>& 
           const uint8_t c = codes[i];
           if (!uv::is_surface_code(c, is_3d)) continue;
           s.area += table[c];
-          if (std::sqrt(d2[i]) <= tolerance) s.within += table[c];
+          if (d2[i] <= limit2) s.within += table[c];
         }
         return s;
       },

@@ -7,7 +7,8 @@
 // areas (2D: contour lengths; volumetric/surface.h), the distance of every surfel to the other
 // mask's surface from the exact EDT (volumetric/edt.h), and
 //   NSD = (Σ_{g: d(g→P) ≤ τ} a_g + Σ_{p: d(p→G) ≤ τ} a_p) / (Σ a_g + Σ a_p).
-// Distances are compared as sqrt(d²) ≤ τ in doubles, as scipy's EDT gives them.
+// Distances are compared as d² ≤ τ²·(1 + 1e-12), so a distance equal to τ in real arithmetic
+// counts whatever its last-bit rounding (scipy's float sums can land on either side).
 // Conventions of U-Mamba's and FLARE's evaluation scripts: a label absent from both masks scores
 // `both_absent` (1; DeepMind and MONAI give NaN), a label in only one mask scores 0 for both.
 // Only the bounding box of each label (in either mask) is processed.
