@@ -1,0 +1,57 @@
+// Shared body of the reader fuzz targets: the input bytes become a file (readers open paths), which
+// is opened, described, read whole and read by one region. umamba::Error and its subclasses are
+// the expected outcome of bad input; anything else (another exception, a sanitizer report, a
+// crash, a hang, an allocation over -malloc_limit_mb) is a finding.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/memory.h"
+#include "io/image_io.h"
+
+namespace umamba::fuzz {
+
+inline std::filesystem::path scratch_file(const char* suffix) {
+  const std::filesystem::path dir =
+      std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
+  return dir / ("umamba-fuzz-" + std::to_string(::getpid()) + suffix);
+}
+
+inline int read_one(const uint8_t* data, size_t size, const char* suffix) {
+  static const std::filesystem::path path = [&] {
+    set_allocation_limit(size_t{256} << 20);  // far above every seed's needs
+    log::init("off");
+    return scratch_file(suffix);
+  }();
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (f == nullptr) return 0;
+    std::fwrite(data, 1, size, f);
+    std::fclose(f);
+  }
+  try {
+    auto reader = io::open_image(path);
+    const io::ImageInfo& info = reader->info();
+    const Image img = reader->read();
+    if (!(img.shape() == info.shape) || img.dtype() != info.dtype) std::abort();  // inconsistent
+    const Shape s = info.shape;
+    const Image r =
+        reader->read_region(Box{s.z / 2, s.y / 3, s.x / 4, 1, s.y - s.y / 3, (s.x + 1) / 2});
+    if (!r.same_pixels(
+            img.region(Box{s.z / 2, s.y / 3, s.x / 4, 1, s.y - s.y / 3, (s.x + 1) / 2}))) {
+      std::abort();  // a region read must equal the crop of the full read
+    }
+  } catch (const Error&) {
+    // rejected cleanly
+  }
+  return 0;
+}
+
+}  // namespace umamba::fuzz
