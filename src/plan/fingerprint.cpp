@@ -175,7 +175,8 @@ CaseAnalysis analyze_case(const Image& image, const Image& labels,
           if (foreground[i]) values.push_back(crop.at<float>(c, z, y, x));
     if (values.empty()) continue;  // nnU-Net draws nothing for this channel
     counts.assign(values.size(), 0);
-    for (uint64_t k = 0; k < num_samples; ++k) ++counts[rs.bounded(values.size())];
+    uint32_t* cp = counts.data();
+    rs.bounded_many(values.size(), num_samples, [cp](uint64_t index) { ++cp[index]; });
     auto& runs = out.samples[static_cast<size_t>(c)];
     for (size_t v = 0; v < values.size(); ++v) {
       if (counts[v]) runs.push_back({static_cast<double>(values[v]), counts[v]});

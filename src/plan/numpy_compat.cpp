@@ -84,10 +84,7 @@ double percentile_weighted(std::span<const WeightedValue> sorted_runs, uint64_t 
   return lerp(a, b, v.gamma);
 }
 
-uint64_t LegacyRandomState::bounded(uint64_t n) {
-  UMAMBA_CHECK(n >= 1, "cannot draw from an empty range");
-  const uint64_t rng = n - 1;
-  if (rng == 0) return 0;
+uint64_t LegacyRandomState::mask_for(uint64_t rng) {
   // Smallest all-ones mask covering rng.
   uint64_t mask = rng;
   mask |= mask >> 1;
@@ -96,6 +93,14 @@ uint64_t LegacyRandomState::bounded(uint64_t n) {
   mask |= mask >> 8;
   mask |= mask >> 16;
   mask |= mask >> 32;
+  return mask;
+}
+
+uint64_t LegacyRandomState::bounded(uint64_t n) {
+  UMAMBA_CHECK(n >= 1, "cannot draw from an empty range");
+  const uint64_t rng = n - 1;
+  if (rng == 0) return 0;
+  const uint64_t mask = mask_for(rng);
   if (rng <= 0xFFFFFFFFull) {
     if (rng == 0xFFFFFFFFull) return mt_();
     uint64_t value;

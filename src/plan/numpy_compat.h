@@ -43,6 +43,26 @@ class LegacyRandomState {
   explicit LegacyRandomState(uint32_t seed) : mt_(seed) {}
   // One index in [0, n); n >= 1. Consumes no draw when n == 1 (as NumPy).
   uint64_t bounded(uint64_t n);
+  // `count` indices in [0, n) (the same stream as `count` calls of bounded), each passed to
+  // `sink(index)`; the mask is computed once.
+  template <typename Sink>
+  void bounded_many(uint64_t n, uint64_t count, Sink&& sink) {
+    const uint64_t rng = n - 1;
+    if (n <= 1 || rng > 0xFFFFFFFEull) {
+      for (uint64_t k = 0; k < count; ++k) sink(bounded(n));
+      return;
+    }
+    const uint32_t mask = static_cast<uint32_t>(mask_for(rng));
+    const uint32_t limit = static_cast<uint32_t>(rng);
+    for (uint64_t k = 0; k < count; ++k) {
+      uint32_t value;
+      do {
+        value = static_cast<uint32_t>(mt_()) & mask;
+      } while (value > limit);
+      sink(value);
+    }
+  }
+  static uint64_t mask_for(uint64_t rng);
 
  private:
   std::mt19937 mt_;

@@ -73,6 +73,10 @@ TEST(Plan_NumpyPython, fingerprint_statistics_equal_numpy) {
   for (const auto& [n, expected] : np["choices"].items()) {
     numpy::LegacyRandomState rs(1234);
     for (const auto& e : expected) EXPECT_EQ(rs.bounded(std::stoull(n)), e.get<uint64_t>()) << n;
+    numpy::LegacyRandomState many(1234);
+    std::vector<uint64_t> got;
+    many.bounded_many(std::stoull(n), expected.size(), [&](uint64_t i) { got.push_back(i); });
+    EXPECT_EQ(got, expected.get<std::vector<uint64_t>>()) << n;
   }
   for (const auto& [q, expected] : np["percentiles"].items()) {
     EXPECT_DOUBLE_EQ(numpy::percentile(values, std::stod(q)), expected.get<double>()) << q;
