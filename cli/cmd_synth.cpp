@@ -5,6 +5,7 @@
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -200,7 +201,10 @@ void add_synth_bench(CLI::App& bench) {
           what, threads, place, render, place + render, mpx / (place + render), placed);
       return place + render;
     };
-    const int threads = tbb::this_task_arena::max_concurrency();
+    // The arena's size, bounded by --threads (a tbb::global_control set in main).
+    const int threads = static_cast<int>(std::min<size_t>(
+        static_cast<size_t>(tbb::this_task_arena::max_concurrency()),
+        tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)));
     fmt::print(
         "umamba bench synth: {}x{}x{} {} x{} channel(s), {} cells requested, diameter {} px\n",
         p.depth, p.height, p.width, dtype_name(p.dtype), p.channels,
