@@ -5,6 +5,7 @@
 // raster order of each component's first pixel.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>

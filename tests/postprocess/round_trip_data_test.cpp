@@ -8,6 +8,8 @@
 
 #include "io/image_io.h"
 #include "metrics/instance_f1.h"
+#include "postprocess/ccl.h"
+#include "postprocess/reference.h"
 #include "postprocess/targets.h"
 
 namespace umamba::postprocess {
@@ -76,6 +78,34 @@ TEST(Postprocess_RoundTrip, go_nuclear_3d_1136) {
 
 TEST(Postprocess_RoundTrip, neurips_cellseg_2d) {
   check(kShared / "cells2d/neurips-cellseg/labels/cell_00225_label.tiff", 0.95);
+}
+
+// Connected components of real label images (foreground, and the labels as a multi-label image)
+// against the flood-fill reference, serial and on 2 threads.
+TEST(Postprocess_Ccl, real_labels_match_flood_fill) {
+  for (const char* name :
+       {"examples/data/dsb2018/mask2d.tif", "examples/data/go-nuclear/1135_mini_label.tif",
+        "examples/data/go-nuclear/1136_mini_label.tif"}) {
+    const Image img = io::read_image(kSource / name).cast(DType::U16);
+    const Extents e{img.depth(), img.height(), img.width()};
+    const std::vector<uint16_t> values(img.data_as<uint16_t>(),
+                                       img.data_as<uint16_t>() + e.pixels());
+    for (bool multi : {false, true}) {
+      for (int conn : e.is_3d() ? std::vector<int>{6, 18, 26} : std::vector<int>{4, 8}) {
+        const auto expected = test::flood_fill_label(values, e, conn, multi);
+        for (int threads : {1, 2}) {
+          CclOptions o;
+          o.connectivity = connectivity_from_int(conn, e.is_3d());
+          o.multi_label = multi;
+          o.threads = threads;
+          std::vector<uint32_t> got(values.size());
+          label_components(values.data(), e, got.data(), o);
+          EXPECT_EQ(got, expected)
+              << name << " conn " << conn << " multi " << multi << " threads " << threads;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
