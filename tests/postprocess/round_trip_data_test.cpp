@@ -1,7 +1,7 @@
-// The round trip ground truth -> three classes -> instances on real label images, scored with the
+// Real label images: the round trip ground truth -> three classes -> instances, scored with the
 // NeurIPS F1 rule (umamba::metrics): reclaim mode >= 0.95, the paper's plain mode printed beside
-// it. Data: examples/data (bundled) and the NeurIPS pair from the shared data folder (skipped when
-// absent).
+// it; and connected components of the same images against the flood-fill reference. Data:
+// examples/data (bundled) and the NeurIPS pair from the shared data folder (skipped when absent).
 #include <gtest/gtest.h>
 
 #include <filesystem>
