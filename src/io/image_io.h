@@ -72,8 +72,11 @@ struct WriteOptions {
   // TIFF tile edge in pixels (multiple of 16); 0 chooses: strips up to 4096×4096 pixels per
   // plane, 512×512 tiles above; -1 forces strips.
   int64_t tile_size = 0;
-  bool planar = false;    // TIFF: channels as separate planes (PlanarConfiguration 2)
-  bool bigtiff = false;   // TIFF: force BigTIFF (chosen automatically above ~3.5 GiB)
+  bool planar = false;   // TIFF: channels as separate planes (PlanarConfiguration 2)
+  bool bigtiff = false;  // TIFF: force BigTIFF (chosen automatically above ~3.5 GiB)
+  // TIFF: compress the tiles of each tile row in parallel (TBB); the bytes are identical to the
+  // one-thread path (false), which is libtiff's own TIFFWriteEncodedTile.
+  bool parallel = true;
   bool overwrite = true;  // false: refuse to replace an existing file
   // NIfTI: the header of this file (typically the image the labels were predicted from) is kept
   // (qform/sform, pixdim, units, intent, description); only dimensions, datatype and scaling

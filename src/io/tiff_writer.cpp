@@ -16,7 +16,11 @@
 #include <cmath>
 #include <cstring>
 
+#include <tbb/parallel_for.h>
 #include <nlohmann/json.hpp>
+
+#include <cstdarg>
+#include <cstdio>
 
 #include "core/error.h"
 #include "core/memory.h"
@@ -91,15 +95,24 @@ struct TiffBandWriter::State {
 
   State(const std::filesystem::path& path, bool overwrite) : out(path, overwrite) {}
 
+  void set_pixel_tags(TIFF* tif, uint32_t width, uint32_t height, uint16_t spp,
+                      bool layout_planar) const;
   void begin_page();
+  // Copies tile (plane s, column q) of the pending rows into `out`, interleaved as stored.
+  void gather_chunk(int64_t s, int64_t q, uint8_t* out) const;
   void flush_chunk_row();
+  // Parallel path: each tile of the row encoded by libtiff in a scratch in-memory TIFF on a TBB
+  // worker, the compressed bytes then appended in order with TIFFWriteRawTile.
+  void flush_tile_row_parallel(int64_t r);
 };
 
-void TiffBandWriter::State::begin_page() {
-  TIFF* tif = handle->get();
-  const uint16_t spp = static_cast<uint16_t>(shape.c);
-  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.x));
-  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.y));
+// The tags that decide how pixels are encoded, for a TIFF of `width` × `height` with `spp` samples
+// stored as `layout_planar`: used for the output file and for the scratch files that encode tiles
+// on worker threads (which must produce the bytes libtiff would).
+void TiffBandWriter::State::set_pixel_tags(TIFF* tif, uint32_t width, uint32_t height, uint16_t spp,
+                                           bool layout_planar) const {
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, width);
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, height);
   TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, spp);
   TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(bytes * 8));
   TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT,
@@ -114,7 +127,8 @@ void TiffBandWriter::State::begin_page() {
     if (rgb) kinds[0] = EXTRASAMPLE_UNASSALPHA;
     TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, extra, kinds.data());
   }
-  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, planar ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
+  TIFFSetField(tif, TIFFTAG_PLANARCONFIG,
+               layout_planar ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
   TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
   if (compression != COMPRESSION_NONE) TIFFSetField(tif, TIFFTAG_PREDICTOR, predictor);
   if (compression == COMPRESSION_ADOBE_DEFLATE) {
@@ -130,6 +144,12 @@ void TiffBandWriter::State::begin_page() {
   } else {
     TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, chunk_h);
   }
+}
+
+void TiffBandWriter::State::begin_page() {
+  TIFF* tif = handle->get();
+  set_pixel_tags(tif, static_cast<uint32_t>(shape.x), static_cast<uint32_t>(shape.y),
+                 static_cast<uint16_t>(shape.c), planar);
   // Resolution: pixels per centimetre for lengths, per unit otherwise (ImageJ: per its unit).
   const double um = tiff::unit_in_um(geometry.unit);
   const bool in_cm = um > 0 && !imagej;
@@ -143,52 +163,174 @@ void TiffBandWriter::State::begin_page() {
   }
 }
 
-void TiffBandWriter::State::flush_chunk_row() {
-  if (pending_rows == 0) return;
-  TIFF* tif = handle->get();
-  const int64_t r = (row - pending_rows) / chunk_h;  // chunk row index within the slice
-  const int64_t planes = planar ? shape.c : 1;
+void TiffBandWriter::State::gather_chunk(int64_t s, int64_t q, uint8_t* out) const {
   const int64_t spc = planar ? 1 : shape.c;  // samples per chunk pixel
   const int64_t rows = tiled ? chunk_h : pending_rows;
   const int64_t plane_stride = int64_t{chunk_h} * shape.x;  // elements per channel in `pending`
+  const int64_t x0 = q * chunk_w;
+  const int64_t w = std::min<int64_t>(chunk_w, shape.x - x0);
+  if (tiled) {  // edge tiles are padded with zeros
+    std::fill(out, out + static_cast<size_t>(rows * chunk_w * spc) * bytes, uint8_t{0});
+  }
+  for (int64_t y = 0; y < pending_rows; ++y) {
+    uint8_t* dst = out + static_cast<size_t>(y * chunk_w * spc) * bytes;
+    if (spc == 1) {
+      const uint8_t* src =
+          pending.data() + static_cast<size_t>(s * plane_stride + y * shape.x + x0) * bytes;
+      std::memcpy(dst, src, static_cast<size_t>(w) * bytes);
+      continue;
+    }
+    auto interleave = [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = reinterpret_cast<const T*>(pending.data()) + y * shape.x + x0;
+      T* d = reinterpret_cast<T*>(dst);
+      for (int64_t c = 0; c < spc; ++c) {
+        const T* sc = src + c * plane_stride;
+        for (int64_t i = 0; i < w; ++i) d[i * spc + c] = sc[i];
+      }
+    };
+    switch (bytes) {
+      case 1:
+        interleave(uint8_t{});
+        break;
+      case 2:
+        interleave(uint16_t{});
+        break;
+      case 4:
+        interleave(uint32_t{});
+        break;
+      default:
+        interleave(uint64_t{});
+        break;
+    }
+  }
+}
+
+namespace {
+
+// A growable in-memory file for libtiff's client I/O.
+struct MemoryFile {
+  std::vector<uint8_t> bytes;
+  uint64_t pos = 0;
+  std::string errors;
+};
+
+tmsize_t memory_read(thandle_t h, void* buf, tmsize_t n) {
+  auto* f = static_cast<MemoryFile*>(h);
+  const uint64_t available = f->pos < f->bytes.size() ? f->bytes.size() - f->pos : 0;
+  const size_t k = std::min<uint64_t>(available, static_cast<uint64_t>(n));
+  std::memcpy(buf, f->bytes.data() + f->pos, k);
+  f->pos += k;
+  return static_cast<tmsize_t>(k);
+}
+tmsize_t memory_write(thandle_t h, void* buf, tmsize_t n) {
+  auto* f = static_cast<MemoryFile*>(h);
+  const uint64_t end = f->pos + static_cast<uint64_t>(n);
+  if (end > f->bytes.size()) f->bytes.resize(end);
+  std::memcpy(f->bytes.data() + f->pos, buf, static_cast<size_t>(n));
+  f->pos = end;
+  return n;
+}
+toff_t memory_seek(thandle_t h, toff_t off, int whence) {
+  auto* f = static_cast<MemoryFile*>(h);
+  const uint64_t base = whence == SEEK_CUR ? f->pos : whence == SEEK_END ? f->bytes.size() : 0;
+  f->pos = base + off;
+  return f->pos;
+}
+int memory_close(thandle_t) {
+  return 0;
+}
+toff_t memory_size(thandle_t h) {
+  return static_cast<MemoryFile*>(h)->bytes.size();
+}
+int memory_map(thandle_t, void**, toff_t*) {
+  return 0;
+}
+void memory_unmap(thandle_t, void*, toff_t) {}
+int memory_error(TIFF*, void* user, const char* module, const char* fmt, va_list ap) {
+  char buffer[512];
+  std::vsnprintf(buffer, sizeof buffer, fmt, ap);
+  auto* f = static_cast<MemoryFile*>(user);
+  if (f->errors.size() < 1024)
+    if (module != nullptr) f->errors.append(module).append(": ");
+  f->errors.append(buffer).append("; ");
+  return 1;
+}
+int memory_warning(TIFF*, void*, const char*, const char*, va_list) {
+  return 1;
+}
+
+}  // namespace
+
+void TiffBandWriter::State::flush_tile_row_parallel(int64_t r) {
+  const int64_t planes = planar ? shape.c : 1;
+  const int64_t spc = planar ? 1 : shape.c;
+  const int64_t count = planes * across;
+  const size_t tile_bytes = static_cast<size_t>(int64_t{chunk_w} * chunk_h * spc) * bytes;
+  std::vector<std::vector<uint8_t>> encoded(static_cast<size_t>(count));
+  std::vector<std::string> errors(static_cast<size_t>(count));
+  tbb::parallel_for(int64_t{0}, count, [&](int64_t k) {
+    const int64_t s = k / across, q = k % across;
+    std::vector<uint8_t> pixels(tile_bytes);
+    gather_chunk(s, q, pixels.data());
+    MemoryFile file;
+    TIFFOpenOptions* opts = TIFFOpenOptionsAlloc();
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, memory_error, &file);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, memory_warning, &file);
+    TIFF* mem = TIFFClientOpenExt("tile", "w", &file, memory_read, memory_write, memory_seek,
+                                  memory_close, memory_size, memory_map, memory_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    if (mem == nullptr) {
+      errors[k] = "cannot open an in-memory encoder: " + file.errors;
+      return;
+    }
+    set_pixel_tags(mem, chunk_w, chunk_h, static_cast<uint16_t>(spc), false);
+    if (TIFFWriteEncodedTile(mem, 0, pixels.data(), static_cast<tmsize_t>(tile_bytes)) < 0) {
+      errors[k] = "encoding failed: " + file.errors;
+    } else {
+      const uint64_t offset = TIFFGetStrileOffset(mem, 0);
+      const uint64_t size = TIFFGetStrileByteCount(mem, 0);
+      if (offset + size <= file.bytes.size()) {
+        encoded[k].assign(file.bytes.begin() + static_cast<int64_t>(offset),
+                          file.bytes.begin() + static_cast<int64_t>(offset + size));
+      } else {
+        errors[k] = "the in-memory encoder lost its tile";
+      }
+    }
+    TIFFClose(mem);
+  });
+  TIFF* tif = handle->get();
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t s = k / across, q = k % across;
+    const uint32_t index = static_cast<uint32_t>((s * down + r) * across + q);
+    if (!errors[k].empty()) {
+      fail("{}: slice {}: tile {}: {}", handle->path(), slice, index, errors[k]);
+    }
+    handle->clear_errors();
+    if (TIFFWriteRawTile(tif, index, encoded[k].data(), static_cast<tmsize_t>(encoded[k].size())) <
+        0) {
+      handle->fail_write(fmt::format("slice {}: writing tile {} failed", slice, index));
+    }
+  }
+}
+
+void TiffBandWriter::State::flush_chunk_row() {
+  if (pending_rows == 0) return;
+  const int64_t r = (row - pending_rows) / chunk_h;  // chunk row index within the slice
+  if (tiled && options.parallel && compression != COMPRESSION_NONE &&
+      (planar ? shape.c : 1) * across > 1) {
+    flush_tile_row_parallel(r);
+    pending_rows = 0;
+    return;
+  }
+  TIFF* tif = handle->get();
+  const int64_t planes = planar ? shape.c : 1;
+  const int64_t spc = planar ? 1 : shape.c;
+  const int64_t rows = tiled ? chunk_h : pending_rows;
+  const size_t chunk_bytes = static_cast<size_t>(rows * chunk_w * spc) * bytes;
   for (int64_t s = 0; s < planes; ++s) {
     for (int64_t q = 0; q < across; ++q) {
-      const int64_t x0 = q * chunk_w;
-      const int64_t w = std::min<int64_t>(chunk_w, shape.x - x0);
-      const size_t chunk_bytes = static_cast<size_t>(rows * chunk_w * spc) * bytes;
-      if (tiled) std::fill(chunk.begin(), chunk.begin() + chunk_bytes, 0);  // edge padding
-      for (int64_t y = 0; y < pending_rows; ++y) {
-        uint8_t* dst = chunk.data() + static_cast<size_t>(y * chunk_w * spc) * bytes;
-        if (spc == 1) {
-          const uint8_t* src =
-              pending.data() + static_cast<size_t>(s * plane_stride + y * shape.x + x0) * bytes;
-          std::memcpy(dst, src, static_cast<size_t>(w) * bytes);
-          continue;
-        }
-        auto interleave = [&](auto tag) {
-          using T = decltype(tag);
-          const T* src = reinterpret_cast<const T*>(pending.data()) + y * shape.x + x0;
-          T* d = reinterpret_cast<T*>(dst);
-          for (int64_t c = 0; c < spc; ++c) {
-            const T* sc = src + c * plane_stride;
-            for (int64_t i = 0; i < w; ++i) d[i * spc + c] = sc[i];
-          }
-        };
-        switch (bytes) {
-          case 1:
-            interleave(uint8_t{});
-            break;
-          case 2:
-            interleave(uint16_t{});
-            break;
-          case 4:
-            interleave(uint32_t{});
-            break;
-          default:
-            interleave(uint64_t{});
-            break;
-        }
-      }
+      gather_chunk(s, q, chunk.data());
       const uint32_t index = static_cast<uint32_t>((s * down + r) * across + q);
       handle->clear_errors();
       const tmsize_t written =
