@@ -1,0 +1,114 @@
+// `umamba bench scan`: speed of our CUDA selective-scan kernels (forward, backward, both) on
+// U-Mamba's shapes, with the effective bandwidth and its fraction of the card's peak. The work is
+// in cuda/scan_bench.h; this file declares the flags and prints the table.
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/bench.h"
+#include "core/error.h"
+
+#ifdef UMAMBA_WITH_CUDA_BENCH
+#include "cuda/scan_bench.h"
+#endif
+
+namespace umamba::cli {
+namespace {
+
+struct ScanBenchFlags {
+  std::string shapes = "umamba";
+  std::string dtypes = "fp32";
+  int repeats = 15;
+  double replay_ms = 4.0;
+  int fwd_segments = 0;
+  int fwd_target_warps = 0;
+  int bwd_rows_per_warp = 0;
+  int bwd_segments = 0;
+  int bwd_target_blocks = 0;
+  int bwd_blocks_per_sm = 0;
+  std::string csv;
+};
+
+#ifdef UMAMBA_WITH_CUDA_BENCH
+
+void run_scan_bench(const ScanBenchFlags& f) {
+  cuda::ScanBenchConfig config;
+  config.shapes = f.shapes;
+  config.dtypes = f.dtypes;
+  config.repeats = f.repeats;
+  config.replay_ms = f.replay_ms;
+  config.tuning.fwd_segments = f.fwd_segments;
+  config.tuning.fwd_target_warps = f.fwd_target_warps;
+  config.tuning.bwd_rows_per_warp = f.bwd_rows_per_warp;
+  config.tuning.bwd_segments = f.bwd_segments;
+  config.tuning.bwd_target_blocks = f.bwd_target_blocks;
+  config.tuning.bwd_blocks_per_sm = f.bwd_blocks_per_sm;
+  config.csv = f.csv;
+  cuda::run_scan_bench_report(config, stdout);
+}
+
+#endif  // UMAMBA_WITH_CUDA_BENCH
+
+void add_scan_bench(CLI::App& bench) {
+  auto f = std::make_shared<ScanBenchFlags>();
+  CLI::App* cmd = bench.add_subcommand(
+      "scan", "Selective-scan CUDA kernels: time, effective bandwidth and %peak per shape");
+  cmd->add_option("--shapes", f->shapes,
+                  "umamba (the paper's configurations), extra (peer stress shapes), all, or "
+                  "'B,D,L[,N];...'")
+      ->capture_default_str()
+      ->envname("UMAMBA_BENCH_SCAN_SHAPES");
+  cmd->add_option("--dtype", f->dtypes, "Input dtypes, comma-separated: fp32, bf16, fp16")
+      ->capture_default_str()
+      ->envname("UMAMBA_BENCH_SCAN_DTYPE");
+  cmd->add_option("--repeats", f->repeats, "Timed graph replays per measurement (median reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->envname("UMAMBA_BENCH_SCAN_REPEATS");
+  cmd->add_option("--replay-ms", f->replay_ms,
+                  "Target length of one graph replay (calls per replay follow)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->envname("UMAMBA_BENCH_SCAN_REPLAY_MS");
+  cmd->add_option("--fwd-segments", f->fwd_segments, "Forward segments per row (0: choose)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_FWD_SEGMENTS");
+  cmd->add_option("--fwd-target-warps", f->fwd_target_warps,
+                  "Warps the forward keeps busy (0: what fits)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_FWD_TARGET_WARPS");
+  cmd->add_option("--bwd-rows-per-warp", f->bwd_rows_per_warp,
+                  "Backward channels per warp: 1, 2, 4, 8 (0: choose)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_ROWS_PER_WARP");
+  cmd->add_option("--bwd-segments", f->bwd_segments, "Backward segments per row (0: choose)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_SEGMENTS");
+  cmd->add_option("--bwd-target-blocks", f->bwd_target_blocks,
+                  "Blocks the backward keeps busy (0: blocks per SM x SMs)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_TARGET_BLOCKS");
+  cmd->add_option("--bwd-blocks-per-sm", f->bwd_blocks_per_sm,
+                  "Backward register budget: 2 or 3 blocks per SM (0: 2)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_BLOCKS_PER_SM");
+  cmd->add_option("--csv", f->csv, "Also write the rows to this CSV file")
+      ->envname("UMAMBA_BENCH_SCAN_CSV");
+  cmd->callback([f] {
+#ifdef UMAMBA_WITH_CUDA_BENCH
+    run_scan_bench(*f);
+#else
+    throw Unsupported(
+        "bench scan: this umamba was built without the CUDA kernels (UMAMBA_CUDA=OFF or no nvcc)");
+#endif
+  });
+}
+
+}  // namespace
+
+UMAMBA_REGISTER_BENCH(add_scan_bench);
+
+}  // namespace umamba::cli

@@ -1,0 +1,366 @@
+// Selective scan host side: the launch plan (how rows and time are cut across warps and blocks),
+// argument checks, and dispatch to the per-dtype kernels (selective_scan_{fp32,bf16,fp16}.cu).
+// The design is described in selective_scan_kernels.cuh and docs/cuda.md.
+#include "cuda/selective_scan.h"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <utility>
+
+#include "core/error.h"
+#include "cuda/selective_scan_launch.h"
+
+namespace umamba::cuda {
+
+namespace {
+
+constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+
+int pow2_at_least(std::int64_t v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    fail("selective scan: {} failed: {} ({})", what, cudaGetErrorString(e), static_cast<int>(e));
+}
+
+void check_launch(int code, const char* what) {
+  check_cuda(static_cast<cudaError_t>(code), what);
+}
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
+}  // namespace
+
+const char* to_string(ScanDtype dtype) {
+  switch (dtype) {
+    case ScanDtype::F32:
+      return "fp32";
+    case ScanDtype::BF16:
+      return "bf16";
+    case ScanDtype::F16:
+      return "fp16";
+  }
+  return "?";
+}
+
+std::size_t element_size(ScanDtype dtype) {
+  return dtype == ScanDtype::F32 ? 4 : 2;
+}
+
+RowStrides contiguous_rows(const ScanShape& s) {
+  return {s.dim * s.len, s.len};
+}
+StateStrides contiguous_states(const ScanShape& s) {
+  return {s.nstate * s.len, s.len};
+}
+
+std::string ScanPlan::describe() const {
+  std::string fwd = fmt::format("fwd {}x{}", fwd_lanes, fwd_items);
+  if (fwd_segments > 1) fwd += fmt::format(" seg {}x{}", fwd_segments, fwd_segment_len);
+  std::string bwd = fmt::format("bwd {}x{} R{} O{}", bwd_lanes, detail::kBwdItems,
+                                bwd_rows_per_warp, bwd_blocks_per_sm);
+  if (bwd_segments > 1) bwd += fmt::format(" seg {}x{}", bwd_segments, bwd_segment_len);
+  return fwd + ", " + bwd;
+}
+
+ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning) {
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  int sms = 0;
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "reading the multiprocessor count");
+  return plan_scan(shape, tuning, sms);
+}
+
+ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multiprocessors) {
+  const auto& s = shape;
+  UMAMBA_CHECK(s.batch >= 1 && s.dim >= 1 && s.len >= 1 && s.nstate >= 1,
+               "selective scan: every size must be >= 1 (batch {}, dim {}, len {}, nstate {})",
+               s.batch, s.dim, s.len, s.nstate);
+  UMAMBA_CHECK(s.nstate <= kMaxState,
+               "selective scan: nstate {} is over the kernels' limit of {} states", s.nstate,
+               kMaxState);
+  UMAMBA_CHECK(s.len < kIntMax - 1024, "selective scan: len {} must be below 2^31", s.len);
+  UMAMBA_CHECK(s.batch * s.dim < kIntMax, "selective scan: batch*dim = {} must be below 2^31",
+               s.batch * s.dim);
+  UMAMBA_CHECK(tuning.bwd_rows_per_warp == 0 || tuning.bwd_rows_per_warp == 1 ||
+                   tuning.bwd_rows_per_warp == 2 || tuning.bwd_rows_per_warp == 4 ||
+                   tuning.bwd_rows_per_warp == 8,
+               "selective scan: backward rows per warp must be 1, 2, 4 or 8, not {}",
+               tuning.bwd_rows_per_warp);
+  UMAMBA_CHECK(tuning.bwd_blocks_per_sm == 0 || tuning.bwd_blocks_per_sm == 2 ||
+                   tuning.bwd_blocks_per_sm == 3,
+               "selective scan: backward blocks per SM must be 2 or 3, not {}",
+               tuning.bwd_blocks_per_sm);
+  const int sms = std::max(1, multiprocessors);
+  const std::int64_t rows = s.batch * s.dim;
+  ScanPlan plan;
+  plan.shape = s;
+
+  // Forward. Rows up to 64 steps: one tile of <= 4 lanes x 16 steps, several rows per warp (direct
+  // loads); longer rows: the block-staged kernel with 256-step tiles.
+  if (s.len <= 64) {
+    plan.fwd_items = detail::kFwdItems;
+    plan.fwd_lanes = pow2_at_least(ceil_div(s.len, detail::kFwdItems));
+    plan.fwd_segments = 1;
+    plan.fwd_segment_len = s.len;
+  } else {
+    plan.fwd_items = detail::kLongItems;
+    plan.fwd_lanes = 32;
+    const std::int64_t tile = 32 * plan.fwd_items;
+    const std::int64_t ntiles = ceil_div(s.len, tile);
+    // About the warps that fit on the GPU at once (5 blocks of 4 warps per SM: 38 KB of shared
+    // memory each).
+    const std::int64_t target = tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 20 * sms;
+    std::int64_t segs = 1;
+    if (tuning.fwd_segments > 0)
+      segs = tuning.fwd_segments;
+    else if (rows < target)  // split when the rows alone leave part of the GPU idle
+      segs = ceil_div(target, rows);
+    segs = std::clamp<std::int64_t>(segs, 1, ntiles);
+    plan.fwd_segment_len = ceil_div(ntiles, segs) * tile;
+    plan.fwd_segments = static_cast<int>(ceil_div(s.len, plan.fwd_segment_len));
+  }
+
+  // Backward. Rows up to 128 steps: one tile of <= 16 lanes x 8 steps; longer rows: 256-step tiles.
+  if (s.len <= 32 * detail::kBwdItems / 2) {
+    plan.bwd_lanes = pow2_at_least(ceil_div(s.len, detail::kBwdItems));
+    plan.bwd_segments = 1;
+    plan.bwd_segment_len = s.len;
+    plan.bwd_rows_per_warp = 1;
+  } else {
+    plan.bwd_lanes = 32;
+    plan.bwd_blocks_per_sm = tuning.bwd_blocks_per_sm > 0 ? tuning.bwd_blocks_per_sm : 2;
+    const std::int64_t target =
+        tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks : plan.bwd_blocks_per_sm * sms;
+    auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, detail::kBwdWarps * r); };
+    const std::int64_t nchunks = ceil_div(s.len, kStateChunk);
+    int r = tuning.bwd_rows_per_warp;
+    std::int64_t segs = tuning.bwd_segments > 0 ? tuning.bwd_segments : 0;
+    if (r == 0) {
+      if (blocks_for(1) >= target) {
+        r = 1;  // enough blocks without segments: the largest R that still keeps the target busy
+        while (r < 8 && blocks_for(2 * r) >= target) r *= 2;
+      } else {
+        // Segments are needed: fuller blocks (fewer dB/dC atomics) as long as the row can be cut
+        // into enough segments to keep the target busy.
+        r = 4;
+        while (r > 1 && blocks_for(r) * nchunks < target) r /= 2;
+      }
+    }
+    if (segs == 0) segs = blocks_for(r) >= target ? 1 : ceil_div(target, blocks_for(r));
+    segs = std::clamp<std::int64_t>(segs, 1, nchunks);
+    plan.bwd_rows_per_warp = r;
+    plan.bwd_segment_len = ceil_div(nchunks, segs) * kStateChunk;
+    plan.bwd_segments = static_cast<int>(ceil_div(s.len, plan.bwd_segment_len));
+  }
+
+  plan.state_chunks = s.len > kStateChunk ? ceil_div(s.len, kStateChunk) : 0;
+  plan.states_floats = static_cast<std::size_t>(rows * plan.state_chunks * s.nstate);
+  auto summary_bytes = [&](int segs) {
+    return segs > 1 ? static_cast<std::size_t>(rows) * segs * (s.nstate + 1) * sizeof(float)
+                    : std::size_t{0};
+  };
+  plan.fwd_scratch_bytes = summary_bytes(plan.fwd_segments);
+  plan.bwd_scratch_bytes = summary_bytes(plan.bwd_segments);
+  return plan;
+}
+
+namespace {
+
+void check_same_shape(const ScanShape& a, const ScanShape& b) {
+  UMAMBA_CHECK(
+      a.batch == b.batch && a.dim == b.dim && a.len == b.len && a.nstate == b.nstate,
+      "selective scan: the plan is for ({}, {}, {}, {}) but the arguments are ({}, {}, {}, "
+      "{})",
+      a.batch, a.dim, a.len, a.nstate, b.batch, b.dim, b.len, b.nstate);
+}
+
+// 16-byte accesses need 16-byte aligned bases and strides that keep every row aligned (a thread's
+// run starts at a multiple of 8 or 16 steps; a run cut by the end of a row is read element-wise).
+bool vec_ok(std::size_t es, std::initializer_list<std::pair<const void*, RowStrides>> rows,
+            std::initializer_list<std::pair<const void*, StateStrides>> planes) {
+  const std::int64_t v = 16 / static_cast<std::int64_t>(es);
+  bool ok = true;
+  for (const auto& [p, st] : rows)
+    if (p && (!aligned16(p) || st.batch % v || st.dim % v)) ok = false;
+  for (const auto& [p, st] : planes)
+    if (p && (!aligned16(p) || st.batch % v || st.state % v)) ok = false;
+  return ok;
+}
+
+}  // namespace
+
+void scan_forward(const ScanForwardArgs& a, const ScanPlan& plan, Stream stream) {
+  const auto& s = a.shape;
+  check_same_shape(plan.shape, s);
+  UMAMBA_CHECK(a.u && a.delta && a.A && a.B && a.C && a.out,
+               "selective scan forward: u, delta, A, B, C and out are required");
+  UMAMBA_CHECK(plan.fwd_segments <= 1 || a.scratch,
+               "selective scan forward: the plan needs {} bytes of scratch",
+               plan.fwd_scratch_bytes);
+  UMAMBA_CHECK(!a.scratch || aligned16(a.scratch),
+               "selective scan: scratch must be 16-byte aligned");
+  const std::size_t es = element_size(a.dtype);
+  detail::FwdParams p{};
+  p.batch = static_cast<int>(s.batch);
+  p.dim = static_cast<int>(s.dim);
+  p.len = static_cast<int>(s.len);
+  p.nstate = static_cast<int>(s.nstate);
+  p.lanes = plan.fwd_lanes;
+  p.items = plan.fwd_items;
+  p.segments = plan.fwd_segments;
+  p.seg_len = static_cast<int>(plan.fwd_segment_len);
+  p.chunks = static_cast<int>(plan.state_chunks);
+  p.softplus = a.delta_softplus;
+  p.vec = vec_ok(
+      es,
+      {{a.u, a.u_strides}, {a.delta, a.delta_strides}, {a.z, a.z_strides}, {a.out, a.out_strides}},
+      {{a.B, a.B_strides}, {a.C, a.C_strides}});
+  p.u = a.u;
+  p.u_sb = a.u_strides.batch;
+  p.u_sd = a.u_strides.dim;
+  p.delta = a.delta;
+  p.dl_sb = a.delta_strides.batch;
+  p.dl_sd = a.delta_strides.dim;
+  p.A = a.A;
+  p.B = a.B;
+  p.B_sb = a.B_strides.batch;
+  p.B_sn = a.B_strides.state;
+  p.C = a.C;
+  p.C_sb = a.C_strides.batch;
+  p.C_sn = a.C_strides.state;
+  p.D = a.D;
+  p.z = a.z;
+  p.z_sb = a.z_strides.batch;
+  p.z_sd = a.z_strides.dim;
+  p.delta_bias = a.delta_bias;
+  p.out = a.out;
+  p.o_sb = a.out_strides.batch;
+  p.o_sd = a.out_strides.dim;
+  p.states = plan.state_chunks > 0 ? a.states : nullptr;
+  p.summary = static_cast<float*>(a.scratch);
+  int code = 0;
+  switch (a.dtype) {
+    case ScanDtype::F32:
+      code = detail::launch_forward_fp32(p, stream);
+      break;
+    case ScanDtype::BF16:
+      code = detail::launch_forward_bf16(p, stream);
+      break;
+    case ScanDtype::F16:
+      code = detail::launch_forward_fp16(p, stream);
+      break;
+  }
+  check_launch(code, "the forward kernel launch");
+}
+
+void scan_backward(const ScanBackwardArgs& a, const ScanPlan& plan, Stream stream) {
+  const auto& s = a.shape;
+  check_same_shape(plan.shape, s);
+  UMAMBA_CHECK(a.u && a.delta && a.A && a.B && a.C && a.dout,
+               "selective scan backward: u, delta, A, B, C and dout are required");
+  UMAMBA_CHECK(a.du && a.ddelta && a.dA && a.dB && a.dC,
+               "selective scan backward: du, ddelta, dA, dB and dC are required");
+  UMAMBA_CHECK(!a.z || a.dz, "selective scan backward: z is given, so dz is required");
+  UMAMBA_CHECK(!a.D || a.dD, "selective scan backward: D is given, so dD is required");
+  UMAMBA_CHECK(!a.delta_bias || a.ddelta_bias,
+               "selective scan backward: delta_bias is given, so ddelta_bias is required");
+  UMAMBA_CHECK(plan.state_chunks == 0 || a.states,
+               "selective scan backward: len {} > {} needs the states the forward saved", s.len,
+               kStateChunk);
+  UMAMBA_CHECK(plan.bwd_segments <= 1 || a.scratch,
+               "selective scan backward: the plan needs {} bytes of scratch",
+               plan.bwd_scratch_bytes);
+  UMAMBA_CHECK(!a.scratch || aligned16(a.scratch),
+               "selective scan: scratch must be 16-byte aligned");
+  const std::size_t es = element_size(a.dtype);
+  detail::BwdParams p{};
+  p.batch = static_cast<int>(s.batch);
+  p.dim = static_cast<int>(s.dim);
+  p.len = static_cast<int>(s.len);
+  p.nstate = static_cast<int>(s.nstate);
+  p.lanes = plan.bwd_lanes;
+  p.segments = plan.bwd_segments;
+  p.seg_len = static_cast<int>(plan.bwd_segment_len);
+  p.rows_per_warp = plan.bwd_rows_per_warp;
+  p.blocks_per_sm = plan.bwd_blocks_per_sm;
+  p.chunks = static_cast<int>(plan.state_chunks);
+  p.softplus = a.delta_softplus;
+  p.vec = vec_ok(es,
+                 {{a.u, a.u_strides},
+                  {a.delta, a.delta_strides},
+                  {a.z, a.z_strides},
+                  {a.dout, a.dout_strides},
+                  {a.du, a.du_strides},
+                  {a.ddelta, a.ddelta_strides},
+                  {a.dz, a.dz_strides}},
+                 {{a.B, a.B_strides}, {a.C, a.C_strides}});
+  p.u = a.u;
+  p.u_sb = a.u_strides.batch;
+  p.u_sd = a.u_strides.dim;
+  p.delta = a.delta;
+  p.dl_sb = a.delta_strides.batch;
+  p.dl_sd = a.delta_strides.dim;
+  p.A = a.A;
+  p.B = a.B;
+  p.B_sb = a.B_strides.batch;
+  p.B_sn = a.B_strides.state;
+  p.C = a.C;
+  p.C_sb = a.C_strides.batch;
+  p.C_sn = a.C_strides.state;
+  p.D = a.D;
+  p.z = a.z;
+  p.z_sb = a.z_strides.batch;
+  p.z_sd = a.z_strides.dim;
+  p.delta_bias = a.delta_bias;
+  p.states = a.states;
+  p.dout = a.dout;
+  p.do_sb = a.dout_strides.batch;
+  p.do_sd = a.dout_strides.dim;
+  p.du = a.du;
+  p.du_sb = a.du_strides.batch;
+  p.du_sd = a.du_strides.dim;
+  p.ddelta = a.ddelta;
+  p.dd_sb = a.ddelta_strides.batch;
+  p.dd_sd = a.ddelta_strides.dim;
+  p.dz = a.z ? a.dz : nullptr;
+  p.dz_sb = a.dz_strides.batch;
+  p.dz_sd = a.dz_strides.dim;
+  p.dA = a.dA;
+  p.dB = a.dB;
+  p.dC = a.dC;
+  p.dD = a.D ? a.dD : nullptr;
+  p.ddelta_bias = a.delta_bias ? a.ddelta_bias : nullptr;
+  p.summary = static_cast<float*>(a.scratch);
+  int code = 0;
+  switch (a.dtype) {
+    case ScanDtype::F32:
+      code = detail::launch_backward_fp32(p, stream);
+      break;
+    case ScanDtype::BF16:
+      code = detail::launch_backward_bf16(p, stream);
+      break;
+    case ScanDtype::F16:
+      code = detail::launch_backward_fp16(p, stream);
+      break;
+  }
+  check_launch(code, "the backward kernel launch");
+}
+
+}  // namespace umamba::cuda

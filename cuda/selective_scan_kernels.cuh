@@ -1,0 +1,1006 @@
+// Selective-scan kernels (Mamba-1 S6, real diagonal A, variable B/C): forward and backward.
+//
+// Method. The recurrence h_t = a_t * h_{t-1} + b_t (per state n, a_t = exp(dt_t * A_n),
+// b_t = dt_t * B_t[n] * u_t) is a linear scan with the associative operator
+// (a1, b1) o (a2, b2) = (a1 * a2, a2 * b1 + b2) (Blelloch 1990; Martin & Cundy 2018; used for
+// Mamba's kernel by Gu & Dao 2023, arXiv 2312.00752 §3.3). Here every thread owns K consecutive
+// time steps of one row (batch b, channel d) and walks them sequentially in registers, one state
+// at a time; the 32 lanes of a warp join their pieces with a shuffle scan once per state per tile
+// (32*K steps), not once per step: per (step, state) the forward costs one ex2 and four
+// multiply-adds. The decay exp(dt*A) is computed once per (step, state) and kept in a register
+// between the local pass and the pass that applies the carried-in state.
+//   Long rows (len > 64 forward, > 128 backward) use K = 8, 256-step tiles walked in order (the
+// backward from the end), the state carried in shared memory. A block's warps take channels of one
+// batch over the same time range, so the B and C tiles of all states are loaded once per block,
+// coalesced, into shared memory. Rows too few to fill the GPU are cut into segments: a summary pass
+// computes each segment's (decay, state) pair from a zero start and each segment folds the
+// summaries before it (after it, backward) - the chunked scan of Blelloch's three-phase method.
+// Short rows put 32/lanes rows in one warp and load directly.
+//   The forward writes the output and, for the backward, the state every kStateChunk (256) steps
+// (1/16 of a float per step and state: no state sequence in global memory). The backward
+// recomputes the forward inside each tile from the saved state, runs the adjoint recurrence
+// g_t = dy_t C_t + a_{t+1} g_{t+1} as a reverse scan (same operator), and forms all gradients.
+// dB and dC, shared by all channels of a batch, are summed over the block's channels in shared
+// memory before one atomic add per block and tile; dA, dD and ddelta_bias are reduced per row and
+// added atomically once per segment.
+//
+// Limits: nstate <= 64; len < 2^31; fp32 state and arithmetic (ex2.approx, about 2 ulp); bf16/fp16
+// only for storage. Sums over the batch and over segments use float atomics, so dA, dB, dC, dD and
+// ddelta_bias are not bitwise reproducible run to run (the differences are at rounding level).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/selective_scan_launch.h"
+
+namespace umamba::cuda::detail {
+
+constexpr unsigned kFull = 0xffffffffu;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float softplus_f(float x) {
+  return x > 20.f ? x : log1pf(__expf(x));
+}
+__device__ __forceinline__ float sigmoid_f(float x) {
+  return __frcp_rn(1.f + __expf(-x));
+}
+
+// Sum over the `width` lanes of each lane group (width: power of two <= 32).
+__device__ __forceinline__ float group_sum(float v, int width) {
+  for (int off = width >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off, width);
+  return v;
+}
+
+// ---- element access: scalar and 16-byte loads/stores converting to and from float
+
+template <typename T>
+struct Elem;
+
+template <>
+struct Elem<float> {
+  static constexpr int kVec = 4;
+  static __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
+  static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+  static __device__ __forceinline__ void load_vec(const float* p, float* o) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(p));
+    o[0] = v.x;
+    o[1] = v.y;
+    o[2] = v.z;
+    o[3] = v.w;
+  }
+  static __device__ __forceinline__ void store_vec(float* p, const float* v) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  }
+};
+
+__device__ __forceinline__ float lo_bf16(unsigned w) {
+  return __uint_as_float(w << 16);
+}
+__device__ __forceinline__ float hi_bf16(unsigned w) {
+  return __uint_as_float(w & 0xffff0000u);
+}
+__device__ __forceinline__ unsigned pack_bf16(float a, float b) {
+  return static_cast<unsigned>(__bfloat16_as_ushort(__float2bfloat16_rn(a))) |
+         (static_cast<unsigned>(__bfloat16_as_ushort(__float2bfloat16_rn(b))) << 16);
+}
+__device__ __forceinline__ float lo_f16(unsigned w) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xffffu)));
+}
+__device__ __forceinline__ float hi_f16(unsigned w) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+}
+__device__ __forceinline__ unsigned pack_f16(float a, float b) {
+  return static_cast<unsigned>(__half_as_ushort(__float2half_rn(a))) |
+         (static_cast<unsigned>(__half_as_ushort(__float2half_rn(b))) << 16);
+}
+
+template <>
+struct Elem<__nv_bfloat16> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) {
+    return __bfloat162float(__ldg(p));
+  }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
+  static __device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float* o) {
+    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+    o[0] = lo_bf16(r.x);
+    o[1] = hi_bf16(r.x);
+    o[2] = lo_bf16(r.y);
+    o[3] = hi_bf16(r.y);
+    o[4] = lo_bf16(r.z);
+    o[5] = hi_bf16(r.z);
+    o[6] = lo_bf16(r.w);
+    o[7] = hi_bf16(r.w);
+  }
+  static __device__ __forceinline__ void store_vec(__nv_bfloat16* p, const float* v) {
+    *reinterpret_cast<uint4*>(p) = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]),
+                                              pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+  }
+};
+
+template <>
+struct Elem<__half> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ float load(const __half* p) { return __half2float(__ldg(p)); }
+  static __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
+  static __device__ __forceinline__ void load_vec(const __half* p, float* o) {
+    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+    o[0] = lo_f16(r.x);
+    o[1] = hi_f16(r.x);
+    o[2] = lo_f16(r.y);
+    o[3] = hi_f16(r.y);
+    o[4] = lo_f16(r.z);
+    o[5] = hi_f16(r.z);
+    o[6] = lo_f16(r.w);
+    o[7] = hi_f16(r.w);
+  }
+  static __device__ __forceinline__ void store_vec(__half* p, const float* v) {
+    *reinterpret_cast<uint4*>(p) = make_uint4(pack_f16(v[0], v[1]), pack_f16(v[2], v[3]),
+                                              pack_f16(v[4], v[5]), pack_f16(v[6], v[7]));
+  }
+};
+
+// K consecutive elements starting at p; `left` = elements from p to the end of the range (any
+// int: <= 0 reads nothing, >= K reads all); out-of-range elements read as 0. The 16-byte path is
+// chosen by `left >= K` directly: written as max(0, min(K, left)) == K, nvcc 13.0 (sm_90) folded
+// the clamp into a VIMNMX.RELU predicate that also took partial runs down the vector path.
+template <typename T, int K>
+__device__ __forceinline__ void load_run(const T* p, int left, bool vec, float (&v)[K]) {
+  constexpr int V = Elem<T>::kVec;
+  static_assert(K % V == 0, "a run must be a whole number of 16-byte vectors");
+  if (vec && left >= K) {
+#pragma unroll
+    for (int i = 0; i < K; i += V) Elem<T>::load_vec(p + i, v + i);
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k) v[k] = k < left ? Elem<T>::load(p + k) : 0.f;
+  }
+}
+
+template <typename T, int K>
+__device__ __forceinline__ void store_run(T* p, int left, bool vec, const float (&v)[K]) {
+  constexpr int V = Elem<T>::kVec;
+  if (vec && left >= K) {
+#pragma unroll
+    for (int i = 0; i < K; i += V) Elem<T>::store_vec(p + i, v + i);
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (k < left) Elem<T>::store(p + k, v[k]);
+  }
+}
+
+// ---- block staging of B and C tiles through shared memory
+//
+// A thread's K consecutive steps of a B or C row would be read with K-strided (uncoalesced) loads,
+// and every warp of a block (channels of one batch) needs the same B and C values. So the block
+// loads the tile of up to kStageStates rows of B and of C once, coalesced (16-byte accesses),
+// converts it to float in shared memory, and each lane reads its K values back. Index e of a row
+// is stored at e + 4*(e/32): the padding keeps both the coalesced float4 writes and the per-lane
+// float4 reads (K = 8 or 16) free of bank conflicts.
+constexpr int kStageStates = 16;  // B/C rows staged at once (a group of states)
+
+__device__ __forceinline__ int stage_index(int e) {
+  return e + ((e >> 5) << 2);
+}
+
+template <int K>
+__host__ __device__ constexpr int stage_floats() {
+  return 32 * K + K * 4;  // 32*K values + 4 pad floats per 32
+}
+
+// Rows r < nrows of a tile [0, 32*K) (`left` steps in range) from base + r*stride into
+// buf + r*stage_floats<K>(), by all threads of the block. The caller synchronises around it.
+template <typename T, int K>
+__device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, int nrows, int left,
+                                           bool vec, float* buf) {
+  constexpr int V = Elem<T>::kVec;
+  constexpr int kTile = 32 * K;
+  constexpr int kSF = stage_floats<K>();
+  if (vec) {
+    constexpr int kPerRow = kTile / V;
+    for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
+      const int r = i / kPerRow;
+      const int e = (i - r * kPerRow) * V;
+      const T* src = base + r * stride + e;
+      float v[V];
+      if (e + V <= left) {
+        Elem<T>::load_vec(src, v);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = e + j < left ? Elem<T>::load(src + j) : 0.f;
+      }
+      float* dst = buf + r * kSF;
+#pragma unroll
+      for (int j = 0; j < V; j += 4)
+        *reinterpret_cast<float4*>(dst + stage_index(e + j)) =
+            make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+    }
+  } else {
+    for (int i = threadIdx.x; i < nrows * kTile; i += blockDim.x) {
+      const int r = i / kTile;
+      const int e = i - r * kTile;
+      buf[r * kSF + stage_index(e)] = e < left ? Elem<T>::load(base + r * stride + e) : 0.f;
+    }
+  }
+}
+
+template <int K>
+__device__ __forceinline__ void read_staged(const float* buf, int lane, float (&v)[K]) {
+#pragma unroll
+  for (int j = 0; j < K; j += 4) {
+    const float4 x = *reinterpret_cast<const float4*>(buf + stage_index(lane * K + j));
+    v[j] = x.x;
+    v[j + 1] = x.y;
+    v[j + 2] = x.z;
+    v[j + 3] = x.w;
+  }
+}
+
+// dt = softplus(delta + bias) (or delta + bias) on the valid steps, 0 beyond: a step with dt = 0
+// has decay 1 and input 0, the identity of the scan, so padded steps leave the state unchanged.
+template <int K>
+__device__ __forceinline__ float make_dt(float (&dt)[K], int valid, float bias, bool softplus) {
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const float x = dt[k] + bias;
+    dt[k] = k < valid ? (softplus ? softplus_f(x) : x) : 0.f;
+    sum += dt[k];
+  }
+  return sum;
+}
+
+// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order.
+__device__ __forceinline__ void scan_up(float& P, float& s, int sub, int width) {
+  for (int off = 1; off < width; off <<= 1) {
+    const float Pp = __shfl_up_sync(kFull, P, off, width);
+    const float sp = __shfl_up_sync(kFull, s, off, width);
+    if (sub >= off) {
+      s = fmaf(P, sp, s);
+      P *= Pp;
+    }
+  }
+}
+
+// Inclusive scan in reverse lane order: w_first = W + P * w_right.
+__device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width) {
+  for (int off = 1; off < width; off <<= 1) {
+    const float Pn = __shfl_down_sync(kFull, P, off, width);
+    const float Wn = __shfl_down_sync(kFull, W, off, width);
+    if (sub + off < width) {
+      W = fmaf(P, Wn, W);
+      P *= Pn;
+    }
+  }
+}
+
+// ================================ forward ================================
+
+// Short rows (len <= 64): one tile each, 32/lanes rows per warp, direct loads.
+template <typename T>
+__global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const FwdParams p) {
+  constexpr int K = kFwdItems;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int G = p.lanes;
+  const int N = p.nstate;
+  const int rpw = 32 / G;
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
+  const std::int64_t task = static_cast<std::int64_t>(blockIdx.x) * kFwdWarps + warp;
+  if (task * rpw >= rows) return;
+  std::int64_t row = task * rpw + lane / G;
+  const int sub = lane & (G - 1);
+  const bool active = row < rows;
+  if (!active) row = rows - 1;
+  const int b = static_cast<int>(row / p.dim);
+  const int d = static_cast<int>(row % p.dim);
+  const T* u_row = static_cast<const T*>(p.u) + b * p.u_sb + d * p.u_sd;
+  const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
+  const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
+  const T* C_b = static_cast<const T*>(p.C) + b * p.C_sb;
+  const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
+  const float Dv = p.D ? __ldg(p.D + d) : 0.f;
+  const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+  const int my_t = sub * K;
+  const int valid = p.len - my_t;  // in-range steps from my_t (may be <= 0 or > K)
+  float dt[K], dtu[K], y[K];
+  float dt_sum;
+  {
+    float uv[K];
+    load_run<T, K>(u_row + my_t, valid, p.vec, uv);
+    load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+    dt_sum = make_dt<K>(dt, valid, bias, p.softplus);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      dtu[k] = dt[k] * uv[k];
+      y[k] = Dv * uv[k];
+    }
+  }
+#pragma unroll 1
+  for (int n = 0; n < N; ++n) {
+    const float a = __ldg(A_row + n) * kLog2e;
+    float bv[K], cv[K], dA[K];
+    load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
+    load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      dA[k] = ex2(dt[k] * a);
+      bv[k] *= dtu[k];
+      s = fmaf(dA[k], s, bv[k]);
+    }
+    float P = ex2(a * dt_sum);
+    scan_up(P, s, sub, G);
+    float h = __shfl_up_sync(kFull, s, 1, G);
+    if (sub == 0) h = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      h = fmaf(dA[k], h, bv[k]);
+      y[k] = fmaf(cv[k], h, y[k]);
+    }
+  }
+  if (p.z) {
+    float zv[K];
+    load_run<T, K>(static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd + my_t, valid, p.vec, zv);
+#pragma unroll
+    for (int k = 0; k < K; ++k) y[k] *= zv[k] * sigmoid_f(zv[k]);
+  }
+  if (active)
+    store_run<T, K>(static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd + my_t, valid, p.vec, y);
+}
+
+// Long rows: a block's warps take kFwdWarps channels of one batch over one segment, 256-step tiles
+// in order, the state carried in shared memory; B and C tiles are staged per block. kSummary: the
+// summary pass (segments 0..S-2), which writes each segment's end state from a zero start and its
+// sum of dt instead of outputs. Otherwise the state entering the segment folds those summaries.
+template <typename T, bool kSummary>
+__global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const FwdParams p) {
+  constexpr int K = kLongItems;
+  constexpr int kSF = stage_floats<K>();
+  __shared__ float s_carry[kFwdWarps][kMaxState];
+  __shared__ __align__(16) float s_bc[(kSummary ? 1 : 2) * kStageStates * kSF];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int N = p.nstate;
+  const int S = p.segments;
+  const int seg_tasks = kSummary ? S - 1 : S;
+  const int groups = (p.dim + kFwdWarps - 1) / kFwdWarps;
+  const int seg = static_cast<int>(blockIdx.x % seg_tasks);
+  const int rest = static_cast<int>(blockIdx.x / seg_tasks);
+  const int grp = rest % groups;
+  const int b = rest / groups;
+  const int d_raw = grp * kFwdWarps + warp;
+  const bool active = d_raw < p.dim;  // warp-uniform
+  const int d = active ? d_raw : p.dim - 1;
+  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  const int t_begin = seg * p.seg_len;
+  const int t_end = min(p.len, t_begin + p.seg_len);
+
+  const T* u_row = static_cast<const T*>(p.u) + b * p.u_sb + d * p.u_sd;
+  const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
+  const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
+  const T* C_b = static_cast<const T*>(p.C) + b * p.C_sb;
+  const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
+  const float Dv = p.D ? __ldg(p.D + d) : 0.f;
+  const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+  float* states_row = (!kSummary && p.states) ? p.states + row * p.chunks * N : nullptr;
+
+  for (int n = lane; n < N; n += 32) {
+    float h = 0.f;
+    if (!kSummary && seg > 0) {
+      const float a = __ldg(A_row + n) * kLog2e;
+      const float* sm = p.summary + row * S * (N + 1);
+      for (int j = 0; j < seg; ++j) h = fmaf(ex2(a * sm[j * (N + 1) + N]), h, sm[j * (N + 1) + n]);
+    }
+    s_carry[warp][n] = h;
+  }
+  __syncwarp();
+
+  float seg_dt = 0.f;
+  for (int t0 = t_begin; t0 < t_end; t0 += 32 * K) {
+    const int my_t = t0 + lane * K;
+    const int valid = t_end - my_t;  // in-range steps from my_t (may be <= 0 or > K)
+    float dt[K], dtu[K], y[K];
+    float dt_sum;
+    {
+      float uv[K];
+      load_run<T, K>(u_row + my_t, valid, p.vec, uv);
+      load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+      dt_sum = make_dt<K>(dt, valid, bias, p.softplus);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        dtu[k] = dt[k] * uv[k];
+        y[k] = Dv * uv[k];
+      }
+    }
+    seg_dt += dt_sum;
+#pragma unroll 1
+    for (int n0 = 0; n0 < N; n0 += kStageStates) {
+      const int ng = min(kStageStates, N - n0);
+      __syncthreads();  // the previous group's readers are done with s_bc
+      stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
+      if (!kSummary)
+        stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
+                         s_bc + kStageStates * kSF);
+      __syncthreads();
+#pragma unroll 1
+      for (int j = 0; j < ng; ++j) {
+        const int n = n0 + j;
+        const float a = __ldg(A_row + n) * kLog2e;
+        float bv[K], dA[K];
+        read_staged<K>(s_bc + j * kSF, lane, bv);
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          dA[k] = ex2(dt[k] * a);
+          bv[k] *= dtu[k];
+          s = fmaf(dA[k], s, bv[k]);
+        }
+        float P = ex2(a * dt_sum);
+        scan_up(P, s, lane, 32);
+        const float carry = s_carry[warp][n];
+        const float incl = fmaf(P, carry, s);  // state after my last step
+        if (!kSummary) {
+          float h = __shfl_up_sync(kFull, incl, 1);
+          if (lane == 0) h = carry;
+          if (states_row && active && lane == 0 && (my_t % kStateChunk) == 0)
+            states_row[(my_t / kStateChunk) * N + n] = h;
+          float cv[K];
+          read_staged<K>(s_bc + (kStageStates + j) * kSF, lane, cv);
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            h = fmaf(dA[k], h, bv[k]);
+            y[k] = fmaf(cv[k], h, y[k]);
+          }
+        }
+        const float last = __shfl_sync(kFull, incl, 31);
+        __syncwarp();
+        if (lane == 0) s_carry[warp][n] = last;
+      }
+    }
+    __syncwarp();
+    if (!kSummary && active) {
+      if (p.z) {
+        float zv[K];
+        load_run<T, K>(static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd + my_t, valid, p.vec,
+                       zv);
+#pragma unroll
+        for (int k = 0; k < K; ++k) y[k] *= zv[k] * sigmoid_f(zv[k]);
+      }
+      store_run<T, K>(static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd + my_t, valid, p.vec, y);
+    }
+  }
+  if (kSummary && active) {
+    seg_dt = group_sum(seg_dt, 32);
+    float* out = p.summary + (row * S + seg) * (N + 1);
+    for (int n = lane; n < N; n += 32) out[n] = s_carry[warp][n];
+    if (lane == 0) out[N] = seg_dt;
+  }
+}
+
+// ================================ backward ================================
+// Backward of one row over one tile [t0, t0 + lanes*K) clipped to t_end. Lane `sub` of a group of
+// `G` lanes owns K steps. s_w: this row's adjoint carries (nstate floats, entering from the right;
+// updated to the carry leaving the tile on the left), or nullptr for single-tile rows. s_dA: this
+// row's dA accumulators in shared memory, or nullptr to add to global memory directly. s_red: the
+// block's dB/dC accumulators for this tile, or nullptr to add to global memory directly. s_bc: the
+// block's staged B and C tile (rows n of B at n*SF, of C at (kStageStates+n)*SF), or nullptr to
+// load B and C directly (short rows); with stage_here, this call stages each group of
+// kStageStates states itself (nstate > kStageStates; every warp of the block must call it).
+template <typename T, bool kStageHere = false>
+__device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t row, int b, int d,
+                                             int t0, int t_end, int sub, int G, bool active,
+                                             float* s_w, float* s_dA, float* s_red, float* s_slots,
+                                             float* s_bc, bool warp_reduce_bc, float& dD_part,
+                                             float& dbias_part) {
+  constexpr int K = kBwdItems;
+  const int N = p.nstate;
+  const int my_t = t0 + sub * K;
+  const int valid = t_end - my_t;  // in-range steps from my_t (may be <= 0 or > K)
+  const std::int64_t u_off = b * p.u_sb + d * p.u_sd + my_t;
+  const std::int64_t dl_off = b * p.dl_sb + d * p.dl_sd + my_t;
+  const std::int64_t do_off = b * p.do_sb + d * p.do_sd + my_t;
+  const std::int64_t z_off = b * p.z_sb + d * p.z_sd + my_t;
+  const float Dv = p.D ? __ldg(p.D + d) : 0.f;
+  const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+
+  float u[K], dt[K], dy[K], y[K], gB[K], dq[K];
+  load_run<T, K>(static_cast<const T*>(p.u) + u_off, valid, p.vec, u);
+  load_run<T, K>(static_cast<const T*>(p.delta) + dl_off, valid, p.vec, dt);
+  const float dt_sum = make_dt<K>(dt, valid, bias, p.softplus);
+  load_run<T, K>(static_cast<const T*>(p.dout) + do_off, valid, p.vec, dy);
+  if (p.z) {
+    float zv[K];
+    load_run<T, K>(static_cast<const T*>(p.z) + z_off, valid, p.vec, zv);
+#pragma unroll
+    for (int k = 0; k < K; ++k) dy[k] *= zv[k] * sigmoid_f(zv[k]);  // dy = d out / d (y + D u)
+  }
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    y[k] = Dv * u[k];
+    gB[k] = 0.f;
+    dq[k] = 0.f;
+  }
+  const float* st =
+      (p.states && t0 > 0) ? p.states + (row * p.chunks + t0 / kStateChunk) * N : nullptr;
+  // The tile's start states, loaded once: lane n holds state n (and n + 32), handed out by shuffle
+  // (st is only set on long rows, where G == 32 and sub is the lane).
+  float st_lo = 0.f, st_hi = 0.f;
+  if (st) {
+    if (sub < N) st_lo = st[sub];
+    if (sub + 32 < N) st_hi = st[sub + 32];
+  }
+  const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
+  const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
+  const T* C_b = static_cast<const T*>(p.C) + b * p.C_sb;
+
+  constexpr int kSF = stage_floats<K>();
+#pragma unroll 1
+  for (int n0 = 0; n0 < N; n0 += kStageStates) {
+    const int ng = min(kStageStates, N - n0);
+    if (kStageHere) {
+      __syncthreads();
+      stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
+      stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
+                       s_bc + kStageStates * kSF);
+      __syncthreads();
+    }
+#pragma unroll 1
+    for (int j = 0; j < ng; ++j) {
+      const int n = n0 + j;
+      const float a_nat = __ldg(A_row + n);
+      const float a = a_nat * kLog2e;
+      float bv[K], cv[K], dA[K], h[K];
+      if (s_bc) {
+        read_staged<K>(s_bc + j * kSF, sub, bv);
+        read_staged<K>(s_bc + (kStageStates + j) * kSF, sub, cv);
+      } else {
+        load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
+        load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
+      }
+      // Forward recomputation inside the tile from the saved state.
+      float s = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        dA[k] = ex2(dt[k] * a);
+        s = fmaf(dA[k], s, dt[k] * u[k] * bv[k]);
+      }
+      const float P0 = ex2(a * dt_sum);
+      float P = P0;
+      scan_up(P, s, sub, G);
+      const float start = st ? __shfl_sync(kFull, n < 32 ? st_lo : st_hi, n & 31) : 0.f;
+      const float incl = fmaf(P, start, s);
+      float h0 = __shfl_up_sync(kFull, incl, 1, G);
+      if (sub == 0) h0 = start;
+      {
+        float hh = h0;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          hh = fmaf(dA[k], hh, dt[k] * u[k] * bv[k]);
+          h[k] = hh;
+          y[k] = fmaf(cv[k], hh, y[k]);
+        }
+      }
+      // Adjoint: w_t = a_t (dy_t C_t + w_{t+1}) flows right to left; g_t = dy_t C_t + w_{t+1}.
+      float W = 0.f;
+#pragma unroll
+      for (int k = K - 1; k >= 0; --k) {
+        cv[k] *= dy[k];
+        W = dA[k] * (cv[k] + W);
+      }
+      float Pr = P0;
+      scan_down(Pr, W, sub, G);
+      const float cin = s_w ? s_w[n] : 0.f;
+      const float incl_w = fmaf(Pr, cin, W);
+      float wn = __shfl_down_sync(kFull, incl_w, 1, G);
+      if (sub == G - 1) wn = cin;
+      float dA_part = 0.f;
+#pragma unroll
+      for (int k = K - 1; k >= 0; --k) {
+        const float g = cv[k] + wn;
+        const float hprev = k > 0 ? h[k - 1] : h0;
+        const float q = g * hprev * dA[k];
+        dq[k] = fmaf(a_nat, q, dq[k]);
+        dA_part = fmaf(dt[k], q, dA_part);
+        gB[k] = fmaf(g, bv[k], gB[k]);
+        const float dBc = g * dt[k] * u[k];
+        const float dCc = dy[k] * h[k];
+        wn = dA[k] * g;
+        if (s_red) {  // long rows, nstate <= kBwdSmemState: into this warp's slot (see below)
+          const int idx = k * 32 + ((sub + (32 / K) * k) & 31);
+          float* slot = s_slots + ((n & 1) * kBwdWarps + static_cast<int>(threadIdx.x >> 5)) * 2 *
+                                      kStateChunk;
+          slot[idx] = active ? dBc : 0.f;
+          slot[kStateChunk + idx] = active ? dCc : 0.f;
+        } else if (warp_reduce_bc) {
+          // Short rows, one batch per warp: sum the warp's rows (lanes sub, sub+G, ...) first.
+          float rb = active ? dBc : 0.f, rc = active ? dCc : 0.f;
+          for (int off = G; off < 32; off <<= 1) {
+            rb += __shfl_xor_sync(kFull, rb, off);
+            rc += __shfl_xor_sync(kFull, rc, off);
+          }
+          if (sub == static_cast<int>(threadIdx.x & 31) && k < valid) {
+            const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + my_t + k;
+            atomicAdd(p.dB + o, rb);
+            atomicAdd(p.dC + o, rc);
+          }
+        } else if (active && k < valid) {
+          const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + my_t + k;
+          atomicAdd(p.dB + o, dBc);
+          atomicAdd(p.dC + o, dCc);
+        }
+      }
+      if (s_red) {
+        // Sum the block's warps (channels) into the tile's dB/dC accumulators. Shared-memory float
+        // atomics are compare-and-swap loops on sm_90, so each warp writes its own slot (double
+        // buffered by n: one barrier per state) and a fixed thread owns each accumulator element.
+        __syncthreads();
+        const float* base = s_slots + (n & 1) * kBwdWarps * 2 * kStateChunk;
+        for (int i = threadIdx.x; i < 2 * kStateChunk; i += blockDim.x) {
+          float sum = 0.f;
+#pragma unroll
+          for (int w = 0; w < kBwdWarps; ++w) sum += base[w * 2 * kStateChunk + i];
+          const int which = i / kStateChunk;
+          s_red[(which * kBwdSmemState + n) * kStateChunk + (i - which * kStateChunk)] += sum;
+        }
+      }
+      if (s_w) {
+        const float left = __shfl_sync(kFull, incl_w, 0);
+        __syncwarp();
+        if (sub == 0) s_w[n] = left;
+      }
+      dA_part = group_sum(dA_part, G);
+      if (s_dA) {
+        if (sub == 0) s_dA[n] += dA_part;
+      } else if (active && sub == 0) {
+        atomicAdd(p.dA + static_cast<std::int64_t>(d) * N + n, dA_part);
+      }
+    }
+  }
+
+  // Per-step gradients. y now holds o = sum_n C h + D u, the value the gate multiplied.
+  float du[K], dd[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    du[k] = fmaf(dt[k], gB[k], Dv * dy[k]);
+    float ddt = fmaf(u[k], gB[k], dq[k]);
+    if (p.softplus) ddt *= -expm1f(-dt[k]);  // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
+    dd[k] = ddt;
+    if (k < valid) {
+      dbias_part += ddt;
+      dD_part = fmaf(dy[k], u[k], dD_part);
+    }
+  }
+  if (active) {
+    store_run<T, K>(static_cast<T*>(p.du) + b * p.du_sb + d * p.du_sd + my_t, valid, p.vec, du);
+    store_run<T, K>(static_cast<T*>(p.ddelta) + b * p.dd_sb + d * p.dd_sd + my_t, valid, p.vec, dd);
+  }
+  if (p.z) {
+    float zv[K], go[K];
+    load_run<T, K>(static_cast<const T*>(p.z) + z_off, valid, p.vec, zv);
+    load_run<T, K>(static_cast<const T*>(p.dout) + do_off, valid, p.vec, go);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const float sg = sigmoid_f(zv[k]);
+      go[k] = go[k] * y[k] * sg * fmaf(zv[k], 1.f - sg, 1.f);
+    }
+    if (active)
+      store_run<T, K>(static_cast<T*>(p.dz) + b * p.dz_sb + d * p.dz_sd + my_t, valid, p.vec, go);
+  }
+}
+
+// Short rows (len <= 128): one tile each, 32/lanes rows per warp, atomics straight to global.
+template <typename T>
+__global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_short_kernel(const BwdParams p) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int G = p.lanes;
+  const int rpw = 32 / G;
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
+  const std::int64_t task = static_cast<std::int64_t>(blockIdx.x) * kBwdWarps + warp;
+  if (task * rpw >= rows) return;
+  std::int64_t row = task * rpw + lane / G;
+  const bool active = row < rows;
+  if (!active) row = rows - 1;
+  const int sub = lane & (G - 1);
+  const int b = static_cast<int>(row / p.dim);
+  const int d = static_cast<int>(row % p.dim);
+  // All rows of this warp in one batch (warp-uniform): dB/dC are summed over them in registers.
+  const std::int64_t first = task * rpw, last = min(rows, first + rpw) - 1;
+  const bool one_batch = first / p.dim == last / p.dim;
+  float dD_part = 0.f, dbias_part = 0.f;
+  bwd_row_tile<T>(p, row, b, d, 0, p.len, sub, G, active, nullptr, nullptr, nullptr, nullptr,
+                  nullptr, one_batch, dD_part, dbias_part);
+  dD_part = group_sum(dD_part, G);
+  dbias_part = group_sum(dbias_part, G);
+  if (active && sub == 0) {
+    if (p.dD) atomicAdd(p.dD + d, dD_part);
+    if (p.ddelta_bias) atomicAdd(p.ddelta_bias + d, dbias_part);
+  }
+}
+
+// Long rows (len > 128): the block's warps take channels of one batch over one segment, tile by
+// tile from the end; warp w, pass r has channel grp*W*R + r*W + w.
+template <typename T, bool kManyStates, int kMinBlocks>
+__global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
+    scan_bwd_long_kernel(const BwdParams p) {
+  extern __shared__ __align__(16) float smem[];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int N = p.nstate;
+  const int R = p.rows_per_warp;
+  static_assert(kBwdSmemState == kStageStates, "one threshold for block staging and reduction");
+  constexpr bool use_red = !kManyStates;  // nstate <= kBwdSmemState
+  float* s_red = smem;                    // [2][kBwdSmemState][kStateChunk] when use_red
+  float* s_slots = s_red + (use_red ? 2 * kBwdSmemState * kStateChunk : 0);  // [2][W][2][chunk]
+  float* s_w = s_slots + (use_red ? 2 * kBwdWarps * 2 * kStateChunk : 0);    // [W][R][N]
+  float* s_dA = s_w + kBwdWarps * R * N;                                     // [W][R][N]
+  float* s_misc = s_dA + kBwdWarps * R * N;                                  // [W][R][2]
+  const int per_row = kBwdWarps * R * (2 * N + 2);
+  float* s_bc = s_w + per_row + (4 - per_row % 4) % 4;  // [2][kStageStates][SF], 16-byte aligned
+  constexpr bool stage_per_row = kManyStates;  // nstate > kStageStates: staged inside each row
+  const int per_block = kBwdWarps * R;
+  const int groups = (p.dim + per_block - 1) / per_block;
+  const int S = p.segments;
+  const int seg = static_cast<int>(blockIdx.x % S);
+  const int rest = static_cast<int>(blockIdx.x / S);
+  const int grp = rest % groups;
+  const int b = rest / groups;
+  const int t_begin = seg * p.seg_len;
+  const int t_end = min(p.len, t_begin + p.seg_len);
+
+  if (use_red)
+    for (int i = threadIdx.x; i < 2 * kBwdSmemState * kStateChunk; i += blockDim.x) s_red[i] = 0.f;
+  for (int r = 0; r < R; ++r) {
+    const int d = grp * per_block + r * kBwdWarps + warp;
+    float* w_r = s_w + (warp * R + r) * N;
+    float* dA_r = s_dA + (warp * R + r) * N;
+    for (int n = lane; n < N; n += 32) {
+      float c = 0.f;
+      if (d < p.dim && seg + 1 < S) {
+        const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+        const float a = __ldg(p.A + static_cast<std::int64_t>(d) * N + n) * kLog2e;
+        const float* sm = p.summary + row * S * (N + 1);
+        for (int j = S - 1; j > seg; --j)
+          c = fmaf(ex2(a * sm[j * (N + 1) + N]), c, sm[j * (N + 1) + n]);
+      }
+      w_r[n] = c;
+      dA_r[n] = 0.f;
+    }
+    if (lane < 2) s_misc[(warp * R + r) * 2 + lane] = 0.f;
+  }
+  __syncthreads();
+
+  const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
+  for (int it = ntiles - 1; it >= 0; --it) {
+    const int t0 = t_begin + it * kStateChunk;
+    if (!stage_per_row) {  // all states' B and C rows of the tile, once for every channel
+      stage_rows<T, kBwdItems>(static_cast<const T*>(p.B) + b * p.B_sb + t0, p.B_sn, N, t_end - t0,
+                               p.vec, s_bc);
+      stage_rows<T, kBwdItems>(static_cast<const T*>(p.C) + b * p.C_sb + t0, p.C_sn, N, t_end - t0,
+                               p.vec, s_bc + kStageStates * stage_floats<kBwdItems>());
+      __syncthreads();
+    }
+    for (int r = 0; r < R; ++r) {
+      const int d_raw = grp * per_block + r * kBwdWarps + warp;
+      const bool valid_d = d_raw < p.dim;  // warp-uniform
+      // Every warp takes part (block barriers inside); one without a channel computes on the last
+      // channel and writes nothing.
+      const int d = valid_d ? d_raw : p.dim - 1;
+      __syncwarp();
+      const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+      float dD_part = 0.f, dbias_part = 0.f;
+      bwd_row_tile<T, kManyStates>(p, row, b, d, t0, t_end, lane, 32, valid_d,
+                                   s_w + (warp * R + r) * N, s_dA + (warp * R + r) * N,
+                                   use_red ? s_red : nullptr, use_red ? s_slots : nullptr, s_bc,
+                                   false, dD_part, dbias_part);
+      dD_part = group_sum(dD_part, 32);
+      dbias_part = group_sum(dbias_part, 32);
+      if (lane == 0 && valid_d) {
+        s_misc[(warp * R + r) * 2] += dD_part;
+        s_misc[(warp * R + r) * 2 + 1] += dbias_part;
+      }
+    }
+    __syncthreads();  // every warp is done with s_bc (and s_red) for this tile
+    if (use_red) {
+      const int total = 2 * N * kStateChunk;
+      for (int i = threadIdx.x; i < total; i += blockDim.x) {
+        const int which = i / (N * kStateChunk);
+        const int rem = i - which * N * kStateChunk;
+        const int n = rem / kStateChunk;
+        const int tt = rem % kStateChunk;
+        const int ln = tt / kBwdItems;
+        const int k = tt % kBwdItems;
+        float* slot = s_red + (which * kBwdSmemState + n) * kStateChunk + k * 32 +
+                      ((ln + (32 / kBwdItems) * k) & 31);
+        const int t = t0 + tt;
+        if (t < t_end) {
+          float* dst = which ? p.dC : p.dB;
+          atomicAdd(dst + (static_cast<std::int64_t>(b) * N + n) * p.len + t, *slot);
+        }
+        *slot = 0.f;
+      }
+      __syncthreads();
+    }
+  }
+
+  __syncwarp();
+  for (int r = 0; r < R; ++r) {
+    const int d = grp * per_block + r * kBwdWarps + warp;
+    if (d >= p.dim) continue;
+    for (int n = lane; n < N; n += 32)
+      atomicAdd(p.dA + static_cast<std::int64_t>(d) * N + n, s_dA[(warp * R + r) * N + n]);
+    if (lane == 0) {
+      if (p.dD) atomicAdd(p.dD + d, s_misc[(warp * R + r) * 2]);
+      if (p.ddelta_bias) atomicAdd(p.ddelta_bias + d, s_misc[(warp * R + r) * 2 + 1]);
+    }
+  }
+}
+
+// Backward segment summaries: the adjoint carry w leaving segment `seg` on the left when nothing
+// enters from the right, and the sum of dt over the segment. A block's warps take kBwdWarps
+// channels of one batch over one segment (> 0); the C tile is staged per block.
+template <typename T>
+__global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_summary_kernel(const BwdParams p) {
+  constexpr int K = kBwdItems;
+  constexpr int kSF = stage_floats<K>();
+  __shared__ float s_carry[kBwdWarps][kMaxState];
+  __shared__ __align__(16) float s_c[kStageStates * kSF];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int N = p.nstate;
+  const int S = p.segments;
+  const int groups = (p.dim + kBwdWarps - 1) / kBwdWarps;
+  const int seg = 1 + static_cast<int>(blockIdx.x % (S - 1));
+  const int rest = static_cast<int>(blockIdx.x / (S - 1));
+  const int grp = rest % groups;
+  const int b = rest / groups;
+  const int d_raw = grp * kBwdWarps + warp;
+  const bool active = d_raw < p.dim;
+  const int d = active ? d_raw : p.dim - 1;
+  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  const int t_begin = seg * p.seg_len;
+  const int t_end = min(p.len, t_begin + p.seg_len);
+  const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
+  const T* do_row = static_cast<const T*>(p.dout) + b * p.do_sb + d * p.do_sd;
+  const T* z_row = p.z ? static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd : nullptr;
+  const T* C_b = static_cast<const T*>(p.C) + b * p.C_sb;
+  const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
+  const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+
+  for (int n = lane; n < N; n += 32) s_carry[warp][n] = 0.f;
+  __syncwarp();
+  float seg_dt = 0.f;
+  const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
+  for (int it = ntiles - 1; it >= 0; --it) {
+    const int t0 = t_begin + it * kStateChunk;
+    const int my_t = t0 + lane * K;
+    const int valid = t_end - my_t;
+    float dt[K], dy[K];
+    load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+    const float dt_sum = make_dt<K>(dt, valid, bias, p.softplus);
+    seg_dt += dt_sum;
+    load_run<T, K>(do_row + my_t, valid, p.vec, dy);
+    if (z_row) {
+      float zv[K];
+      load_run<T, K>(z_row + my_t, valid, p.vec, zv);
+#pragma unroll
+      for (int k = 0; k < K; ++k) dy[k] *= zv[k] * sigmoid_f(zv[k]);
+    }
+#pragma unroll 1
+    for (int n0 = 0; n0 < N; n0 += kStageStates) {
+      const int ng = min(kStageStates, N - n0);
+      __syncthreads();
+      stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec, s_c);
+      __syncthreads();
+#pragma unroll 1
+      for (int j = 0; j < ng; ++j) {
+        const int n = n0 + j;
+        const float a = __ldg(A_row + n) * kLog2e;
+        float cv[K];
+        read_staged<K>(s_c + j * kSF, lane, cv);
+        float W = 0.f;
+#pragma unroll
+        for (int k = K - 1; k >= 0; --k) W = ex2(dt[k] * a) * fmaf(dy[k], cv[k], W);
+        float P = ex2(a * dt_sum);
+        scan_down(P, W, lane, 32);
+        const float carry = s_carry[warp][n];
+        const float left = __shfl_sync(kFull, fmaf(P, carry, W), 0);
+        __syncwarp();
+        if (lane == 0) s_carry[warp][n] = left;
+      }
+    }
+    __syncwarp();
+  }
+  if (active) {
+    seg_dt = group_sum(seg_dt, 32);
+    float* out = p.summary + (row * S + seg) * (N + 1);
+    for (int n = lane; n < N; n += 32) out[n] = s_carry[warp][n];
+    if (lane == 0) out[N] = seg_dt;
+  }
+}
+
+// ================================ launchers ================================
+
+inline int launch_error() {
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_forward(const FwdParams& p, Stream stream) {
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
+  if (p.lanes < 32) {
+    const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
+    const auto blocks = static_cast<unsigned>((warps + kFwdWarps - 1) / kFwdWarps);
+    scan_fwd_short_kernel<T><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+    return launch_error();
+  }
+  const std::int64_t per_seg =
+      static_cast<std::int64_t>(p.batch) * ((p.dim + kFwdWarps - 1) / kFwdWarps);
+  if (p.segments > 1) {
+    scan_fwd_long_kernel<T, true>
+        <<<static_cast<unsigned>(per_seg * (p.segments - 1)), kFwdWarps * 32, 0, stream>>>(p);
+    if (const int e = launch_error()) return e;
+  }
+  scan_fwd_long_kernel<T, false>
+      <<<static_cast<unsigned>(per_seg * p.segments), kFwdWarps * 32, 0, stream>>>(p);
+  return launch_error();
+}
+
+template <typename T>
+int launch_backward(const BwdParams& p, Stream stream) {
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
+  const std::size_t bc_bytes = static_cast<std::size_t>(p.batch) * p.nstate *
+                               static_cast<std::size_t>(p.len) * sizeof(float);
+  int e = 0;
+  if ((e = cudaMemsetAsync(p.dA, 0, sizeof(float) * p.dim * p.nstate, stream))) return e;
+  if ((e = cudaMemsetAsync(p.dB, 0, bc_bytes, stream))) return e;
+  if ((e = cudaMemsetAsync(p.dC, 0, bc_bytes, stream))) return e;
+  if (p.dD && (e = cudaMemsetAsync(p.dD, 0, sizeof(float) * p.dim, stream))) return e;
+  if (p.ddelta_bias && (e = cudaMemsetAsync(p.ddelta_bias, 0, sizeof(float) * p.dim, stream)))
+    return e;
+  if (p.lanes < 32) {
+    const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
+    const auto blocks = static_cast<unsigned>((warps + kBwdWarps - 1) / kBwdWarps);
+    scan_bwd_short_kernel<T><<<blocks, kBwdWarps * 32, 0, stream>>>(p);
+    return launch_error();
+  }
+  if (p.segments > 1) {
+    const std::int64_t per_seg =
+        static_cast<std::int64_t>(p.batch) * ((p.dim + kBwdWarps - 1) / kBwdWarps);
+    scan_bwd_summary_kernel<T>
+        <<<static_cast<unsigned>(per_seg * (p.segments - 1)), kBwdWarps * 32, 0, stream>>>(p);
+    if ((e = launch_error())) return e;
+  }
+  const int smem = bwd_smem_bytes(p);
+  const int per_block = kBwdWarps * p.rows_per_warp;
+  const std::int64_t groups = (p.dim + per_block - 1) / per_block;
+  const auto blocks = static_cast<unsigned>(p.batch * groups * p.segments);
+  // 2 blocks per SM: up to 255 registers, no spills; 3: 168 registers (the nstate <= 16 variant
+  // then spills about 300 bytes per thread).
+  auto kernel = p.nstate > kStageStates
+                    ? (p.blocks_per_sm == 3 ? scan_bwd_long_kernel<T, true, 3>
+                                            : scan_bwd_long_kernel<T, true, 2>)
+                    : (p.blocks_per_sm == 3 ? scan_bwd_long_kernel<T, false, 3>
+                                            : scan_bwd_long_kernel<T, false, 2>);
+  if (smem > 48 * 1024) {
+    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)))
+      return e;
+  }
+  kernel<<<blocks, kBwdWarps * 32, smem, stream>>>(p);
+  return launch_error();
+}
+
+}  // namespace umamba::cuda::detail

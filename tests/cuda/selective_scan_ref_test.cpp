@@ -1,0 +1,217 @@
+// The CPU reference of the selective scan (cuda/selective_scan_ref.h) against plainer forms of the
+// same definition: the forward against the closed-form sum h_t = sum_{s<=t} exp(A * sum_{r=s+1..t}
+// dt_r) dt_s B_s u_s (no recurrence), the backward against central finite differences of
+// sum(dout * out) in double. Also the launch plan's invariants. CPU only: runs everywhere.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/scan_test_util.h"
+#include "cuda/selective_scan.h"
+#include "cuda/selective_scan_ref.h"
+
+namespace {
+
+using umamba::cuda::ScanDtype;
+using umamba::cuda::ScanShape;
+using umamba::cuda::testing::make_problem;
+using umamba::cuda::testing::max_rel_error;
+using umamba::cuda::testing::Problem;
+using umamba::cuda::testing::ProblemOptions;
+namespace ref = umamba::cuda::ref;
+
+double softplus(double x) {
+  return x > 20 ? x : std::log1p(std::exp(x));
+}
+
+std::vector<double> closed_form_forward(const Problem& p) {
+  const auto& s = p.shape;
+  std::vector<double> out(static_cast<std::size_t>(s.batch * s.dim * s.len));
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t d = 0; d < s.dim; ++d) {
+      const auto row = [&](std::int64_t t) { return (b * s.dim + d) * s.len + t; };
+      std::vector<double> dt(static_cast<std::size_t>(s.len));
+      for (std::int64_t t = 0; t < s.len; ++t) {
+        const double x = p.delta[row(t)] + (p.opt.use_bias ? p.bias[d] : 0.0);
+        dt[t] = p.opt.softplus ? softplus(x) : x;
+      }
+      for (std::int64_t t = 0; t < s.len; ++t) {
+        double y = 0;
+        for (std::int64_t n = 0; n < s.nstate; ++n) {
+          const double a = p.A[d * s.nstate + n];
+          double h = 0;
+          for (std::int64_t j = 0; j <= t; ++j) {
+            double later = 0;  // sum of dt over (j, t]
+            for (std::int64_t r = j + 1; r <= t; ++r) later += dt[r];
+            h += std::exp(a * later) * dt[j] * p.B[(b * s.nstate + n) * s.len + j] * p.u[row(j)];
+          }
+          y += p.C[(b * s.nstate + n) * s.len + t] * h;
+        }
+        double o = y + (p.opt.use_D ? p.D[d] * p.u[row(t)] : 0.0);
+        if (p.opt.use_z) {
+          const double z = p.z[row(t)];
+          o *= z / (1 + std::exp(-z));
+        }
+        out[row(t)] = o;
+      }
+    }
+  return out;
+}
+
+double loss(const Problem& p) {
+  const auto out = ref::scan_forward(p.view());
+  double l = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) l += p.dout[i] * out[i];
+  return l;
+}
+
+// Central difference of the loss with respect to every element of `field`, against `analytic`.
+void expect_matches_fd(Problem p, std::vector<double> Problem::*field,
+                       const std::vector<double>& analytic, const char* name) {
+  std::vector<double>& v = p.*field;
+  ASSERT_EQ(v.size(), analytic.size()) << name;
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double x = v[i];
+    const double h = 1e-6 * std::max(1.0, std::abs(x));
+    v[i] = x + h;
+    const double lp = loss(p);
+    v[i] = x - h;
+    const double lm = loss(p);
+    v[i] = x;
+    const double fd = (lp - lm) / (2 * h);
+    worst = std::max(worst, std::abs(fd - analytic[i]));
+    scale = std::max(scale, std::abs(fd));
+  }
+  EXPECT_LE(worst, 1e-6 * std::max(1.0, scale)) << name << ": finite differences disagree";
+}
+
+TEST(Cuda_ScanRef, forward_matches_closed_form) {
+  const std::vector<ScanShape> shapes = {{1, 1, 1, 1}, {2, 3, 17, 4}, {1, 2, 40, 16}};
+  for (const auto& s : shapes)
+    for (int variant = 0; variant < 3; ++variant) {
+      ProblemOptions o;
+      if (variant == 1) o = {false, false, false, true};
+      if (variant == 2) o = {true, true, true, false};
+      const Problem p = make_problem(s, ScanDtype::F32, 11 + variant, o);
+      const auto got = ref::scan_forward(p.view());
+      const auto want = closed_form_forward(p);
+      EXPECT_LE(max_rel_error(got, want), 1e-12)
+          << "shape " << s.batch << "x" << s.dim << "x" << s.len << "x" << s.nstate << " variant "
+          << variant;
+    }
+}
+
+TEST(Cuda_ScanRef, backward_matches_finite_differences) {
+  for (int variant = 0; variant < 3; ++variant) {
+    ProblemOptions o;
+    if (variant == 1) o = {false, false, false, true};
+    if (variant == 2) o = {true, true, true, false};
+    const Problem p = make_problem({2, 3, 9, 4}, ScanDtype::F32, 21 + variant, o);
+    const auto g = ref::scan_backward(p.view(), p.dout.data());
+    SCOPED_TRACE("variant " + std::to_string(variant));
+    expect_matches_fd(p, &Problem::u, g.du, "du");
+    expect_matches_fd(p, &Problem::delta, g.ddelta, "ddelta");
+    expect_matches_fd(p, &Problem::A, g.dA, "dA");
+    expect_matches_fd(p, &Problem::B, g.dB, "dB");
+    expect_matches_fd(p, &Problem::C, g.dC, "dC");
+    if (o.use_D) expect_matches_fd(p, &Problem::D, g.dD, "dD");
+    if (o.use_z) expect_matches_fd(p, &Problem::z, g.dz, "dz");
+    if (o.use_bias) expect_matches_fd(p, &Problem::bias, g.ddelta_bias, "ddelta_bias");
+    if (!o.use_D) {
+      EXPECT_TRUE(g.dD.empty());
+    }
+    if (!o.use_z) {
+      EXPECT_TRUE(g.dz.empty());
+    }
+  }
+}
+
+TEST(Cuda_ScanRef, float_matches_double) {
+  const Problem p = make_problem({2, 4, 300, 16}, ScanDtype::F32, 5);
+  const auto pd = p.view();
+  std::vector<std::vector<float>> f;
+  for (const auto* v : {&p.u, &p.delta, &p.A, &p.B, &p.C, &p.D, &p.z, &p.bias, &p.dout})
+    f.emplace_back(v->begin(), v->end());
+  ref::ScanProblem<float> pf;
+  pf.batch = pd.batch;
+  pf.dim = pd.dim;
+  pf.len = pd.len;
+  pf.nstate = pd.nstate;
+  pf.u = f[0].data();
+  pf.delta = f[1].data();
+  pf.A = f[2].data();
+  pf.B = f[3].data();
+  pf.C = f[4].data();
+  pf.D = f[5].data();
+  pf.z = f[6].data();
+  pf.delta_bias = f[7].data();
+  const auto of = ref::scan_forward(pf);
+  const auto od = ref::scan_forward(pd);
+  EXPECT_LE(max_rel_error(std::vector<double>(of.begin(), of.end()), od), 1e-5);
+  const auto gf = ref::scan_backward(pf, f[8].data());
+  const auto gd = ref::scan_backward(pd, p.dout.data());
+  auto cmp = [](const std::vector<float>& a, const std::vector<double>& b) {
+    return max_rel_error(std::vector<double>(a.begin(), a.end()), b);
+  };
+  EXPECT_LE(cmp(gf.du, gd.du), 1e-4);
+  EXPECT_LE(cmp(gf.ddelta, gd.ddelta), 1e-4);
+  EXPECT_LE(cmp(gf.dA, gd.dA), 1e-4);
+  EXPECT_LE(cmp(gf.dB, gd.dB), 1e-4);
+  EXPECT_LE(cmp(gf.dC, gd.dC), 1e-4);
+  EXPECT_LE(cmp(gf.dz, gd.dz), 1e-4);
+}
+
+TEST(Cuda_ScanPlan, segments_cover_every_row) {
+  const std::vector<ScanShape> shapes = {
+      {1, 1, 1, 16},        {12, 1024, 16, 16},   {2, 640, 210, 16}, {2, 3, 257, 16},
+      {12, 128, 65536, 16}, {2, 64, 1720320, 16}, {1, 2, 20000, 64}};
+  for (const auto& s : shapes)
+    for (int forced = 0; forced < 2; ++forced) {
+      umamba::cuda::ScanTuning t;
+      if (forced) {
+        t.fwd_segments = 5;
+        t.bwd_segments = 7;
+        t.bwd_rows_per_warp = 2;
+      }
+      const auto plan = umamba::cuda::plan_scan(s, t, 132);
+      SCOPED_TRACE(plan.describe() + " len " + std::to_string(s.len));
+      EXPECT_GE(plan.fwd_segments * plan.fwd_segment_len, s.len);
+      EXPECT_LT((plan.fwd_segments - 1) * plan.fwd_segment_len, s.len);
+      EXPECT_GE(plan.bwd_segments * plan.bwd_segment_len, s.len);
+      EXPECT_LT((plan.bwd_segments - 1) * plan.bwd_segment_len, s.len);
+      if (s.len > 64) {
+        EXPECT_EQ(plan.fwd_lanes, 32);
+      }
+      if (s.len > umamba::cuda::kStateChunk) {
+        EXPECT_EQ(plan.fwd_segment_len % umamba::cuda::kStateChunk, 0);
+        EXPECT_EQ(plan.bwd_segment_len % umamba::cuda::kStateChunk, 0);
+        EXPECT_EQ(plan.states_floats,
+                  static_cast<std::size_t>(s.batch * s.dim * s.nstate * ((s.len + 255) / 256)));
+      } else {
+        EXPECT_EQ(plan.states_floats, 0u);
+        EXPECT_EQ(plan.fwd_segments, 1);
+        EXPECT_GE(plan.fwd_lanes * plan.fwd_items, s.len);
+      }
+      EXPECT_EQ(plan.fwd_scratch_bytes > 0, plan.fwd_segments > 1);
+      EXPECT_EQ(plan.bwd_scratch_bytes > 0, plan.bwd_segments > 1);
+    }
+  // Rows too few for the GPU are split; many rows are not.
+  EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).fwd_segments, 1);
+  EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 4096, 16}, {}, 132).fwd_segments, 1);
+}
+
+TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
+  EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 10, 65}, {}, 132), umamba::Error);
+  EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 0, 16}, {}, 132), umamba::Error);
+  EXPECT_THROW(umamba::cuda::plan_scan({0, 1, 10, 16}, {}, 132), umamba::Error);
+  umamba::cuda::ScanTuning bad;
+  bad.bwd_rows_per_warp = 3;
+  EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad, 132), umamba::Error);
+}
+
+}  // namespace
