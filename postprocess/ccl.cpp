@@ -222,6 +222,9 @@ void scan_band(const T* in, const Extents& e, const std::vector<NeighbourRow>& n
   const int64_t rows = band.row1 - band.row0;
   band.row_start.assign(static_cast<size_t>(rows + 1), 0);
   band.runs.clear();
+  // Room for one run per 8 pixels (blob-like images need fewer; noise more): growing the vector
+  // copies it and touches fresh pages each time.
+  band.runs.reserve(static_cast<size_t>(std::max<int64_t>(1024, rows * width / 8 + rows)));
   std::vector<uint32_t> parent{0};
   parent.reserve(1024);
   for (int64_t r = band.row0; r < band.row1; ++r) {
