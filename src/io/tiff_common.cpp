@@ -2,9 +2,11 @@
 // tifffile JSON description, units). See tiff_internal.h.
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -247,6 +249,99 @@ std::optional<JsonDescription> parse_json_description(const std::string& text) {
     if (d.spacing) d.unit = "um";
   }
   return d;
+}
+
+// ---- OME-XML ------------------------------------------------------------------------------------
+
+namespace {
+
+// The attributes of the first element named `name` (any namespace prefix), or nullopt.
+std::optional<std::map<std::string, std::string>> element_attributes(const std::string& text,
+                                                                     const std::string& name,
+                                                                     size_t from = 0) {
+  size_t at = from;
+  while ((at = text.find(name, at)) != std::string::npos) {
+    const bool start = at > 0 && (text[at - 1] == '<' || text[at - 1] == ':');
+    const size_t after = at + name.size();
+    if (start && after < text.size() &&
+        (std::isspace(static_cast<unsigned char>(text[after])) || text[after] == '>' ||
+         text[after] == '/')) {
+      break;
+    }
+    at = after;
+  }
+  if (at == std::string::npos) return std::nullopt;
+  const size_t end = text.find('>', at);
+  if (end == std::string::npos) return std::nullopt;
+  std::map<std::string, std::string> attrs;
+  size_t i = at + name.size();
+  while (i < end) {
+    while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    const size_t eq = text.find('=', i);
+    if (eq == std::string::npos || eq >= end) break;
+    std::string key = text.substr(i, eq - i);
+    while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+    size_t q = eq + 1;
+    while (q < end && std::isspace(static_cast<unsigned char>(text[q]))) ++q;
+    if (q >= end || (text[q] != '"' && text[q] != '\'')) break;
+    const size_t close = text.find(text[q], q + 1);
+    if (close == std::string::npos || close > end) break;
+    attrs[key] = text.substr(q + 1, close - q - 1);
+    i = close + 1;
+  }
+  return attrs;
+}
+
+}  // namespace
+
+std::optional<OmeInfo> parse_ome_description(const std::string& text) {
+  if (text.find("<OME") == std::string::npos && text.find(":OME") == std::string::npos) {
+    return std::nullopt;
+  }
+  const auto pixels = element_attributes(text, "Pixels");
+  if (!pixels) return std::nullopt;
+  OmeInfo o;
+  auto get = [&](const char* key) -> std::string {
+    auto it = pixels->find(key);
+    return it == pixels->end() ? std::string() : it->second;
+  };
+  o.dimension_order = get("DimensionOrder");
+  auto count = [&](const char* key, int64_t fallback) {
+    const auto v = parse_count(get(key));
+    return v ? *v : fallback;
+  };
+  o.size_x = count("SizeX", 0);
+  o.size_y = count("SizeY", 0);
+  o.size_z = count("SizeZ", 1);
+  o.size_c = count("SizeC", 1);
+  o.size_t_ = count("SizeT", 1);
+  auto physical = [&](const char* key, const char* unit_key) -> std::optional<double> {
+    const auto v = parse_number(get(key));
+    if (!v || !(*v > 0)) return std::nullopt;
+    const std::string unit = get(unit_key);
+    const double scale = unit.empty() ? 1.0 : unit_in_um(normalise_unit(unit));
+    if (scale <= 0) return std::nullopt;
+    return *v * scale;
+  };
+  o.um_x = physical("PhysicalSizeX", "PhysicalSizeXUnit");
+  o.um_y = physical("PhysicalSizeY", "PhysicalSizeYUnit");
+  o.um_z = physical("PhysicalSizeZ", "PhysicalSizeZUnit");
+  // One <TiffData> without IFD/FirstZ/... offsets other than 0, and no UUID file references.
+  size_t n_tiffdata = 0;
+  for (size_t at = 0; (at = text.find("TiffData", at)) != std::string::npos; at += 8) {
+    if (at > 0 && (text[at - 1] == '<' || text[at - 1] == ':')) ++n_tiffdata;
+  }
+  if (n_tiffdata > 1 || text.find("<UUID") != std::string::npos ||
+      text.find(":UUID") != std::string::npos) {
+    o.single_tiffdata = false;
+  }
+  if (const auto td = element_attributes(text, "TiffData")) {
+    for (const char* key : {"IFD", "FirstZ", "FirstC", "FirstT"}) {
+      auto it = td->find(key);
+      if (it != td->end() && it->second != "0") o.single_tiffdata = false;
+    }
+  }
+  return o;
 }
 
 std::string compression_label(uint16_t scheme) {

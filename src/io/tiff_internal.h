@@ -65,6 +65,16 @@ struct JsonDescription {
 };
 std::optional<JsonDescription> parse_json_description(const std::string& text);
 
+// Facts from the first <Pixels> element of an OME-XML ImageDescription (OME-TIFF).
+struct OmeInfo {
+  std::string dimension_order;  // "XYZCT", "XYCZT", ... (X, Y, then Z, C, T fastest first)
+  int64_t size_x = 0, size_y = 0, size_z = 1, size_c = 1, size_t_ = 1;
+  // Physical pixel sizes in micrometres (converted from their *Unit attributes, µm by default).
+  std::optional<double> um_x, um_y, um_z;
+  bool single_tiffdata = true;  // planes stored in order from IFD 0 (no multi-file references)
+};
+std::optional<OmeInfo> parse_ome_description(const std::string& text);
+
 // "um", "mm", ... from free-form spellings ("micron", "µm", "\\u00B5m", "microns"); "" when
 // unknown or "pixel".
 std::string normalise_unit(const std::string& unit);

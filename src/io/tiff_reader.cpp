@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -144,12 +145,12 @@ class TiffReader final : public ImageReader {
     Image out = Image::zeros(info_.dtype, Shape{info_.shape.c, box.dz, box.dy, box.dx},
                              region_geometry(info_.geometry, box));
     for (int64_t z = box.z0; z < box.z0 + box.dz; ++z) {
-      if (ij_channels_ > 1) {
-        for (int64_t c = 0; c < ij_channels_; ++c) {
-          decode_into(static_cast<size_t>(z * ij_channels_ + c), c, out, z - box.z0, box);
+      if (map_.channels > 1) {
+        for (int64_t c = 0; c < map_.channels; ++c) {
+          decode_into(map_.page(c, z), c, out, z - box.z0, box);
         }
       } else {
-        decode_into(static_cast<size_t>(z), 0, out, z - box.z0, box);
+        decode_into(map_.page(0, z), 0, out, z - box.z0, box);
       }
     }
     out.metadata() = info_.metadata;
@@ -330,30 +331,38 @@ class TiffReader final : public ImageReader {
     if (char* text = nullptr; TIFFGetField(tif_, TIFFTAG_IMAGEDESCRIPTION, &text) == 1 && text) {
       description = text;
     }
+    // Which page holds channel c of slice z. ImageJ hyperstacks and OME-TIFF store one page per
+    // (channel, slice, time point); time points are folded into Z (z = t * slices + slice).
     const auto imagej = tiff::parse_imagej_description(description);
+    const auto ome = imagej ? std::nullopt : tiff::parse_ome_description(description);
+    const int64_t n_pages = static_cast<int64_t>(pages_.size());
     int64_t channels = format_.spp;
-    int64_t slices = static_cast<int64_t>(pages_.size());
+    map_ = PageMap{1, n_pages, 0, 1, 0};
     if (imagej && imagej->channels > 1) {
       if (format_.spp != 1) {
         throw FileError(path_, fmt::format("ImageJ hyperstack with {} channels but {} samples per "
                                            "pixel is not supported",
                                            imagej->channels, format_.spp));
       }
-      if (pages_.size() % static_cast<size_t>(imagej->channels) != 0) {
+      if (n_pages % imagej->channels != 0) {
         throw FileError(path_, fmt::format("ImageJ hyperstack declares {} channels but holds {} "
                                            "pages, not a multiple",
                                            imagej->channels, pages_.size()));
       }
-      ij_channels_ = imagej->channels;
-      channels = ij_channels_;
-      slices = static_cast<int64_t>(pages_.size()) / ij_channels_;
+      channels = imagej->channels;
+      map_ = PageMap{channels, n_pages / channels, 1, channels, 0};  // channel fastest
     }
-    if (imagej && imagej->images > 0 && static_cast<size_t>(imagej->images) > pages_.size()) {
+    if (imagej && imagej->images > 0 && imagej->images > n_pages) {
       throw FileError(path_, fmt::format("the ImageJ description declares {} images but the file "
                                          "holds {} pages (truncated, or an ImageJ raw stack "
                                          "over 4 GiB, which is not supported)",
                                          imagej->images, pages_.size()));
     }
+    if (ome) {
+      info_.metadata["tiff.ome"] = "true";
+      map_from_ome(*ome, channels);
+    }
+    const int64_t slices = map_.size_z * map_.size_t_;
     info_.shape = Shape{channels, slices, format_.height, format_.width};
     info_.dtype = dtype_;
 
@@ -363,7 +372,12 @@ class TiffReader final : public ImageReader {
     const float yres = get_tag<float>(tif_, TIFFTAG_YRESOLUTION, 0.0f);
     const uint16_t resunit = get_tag_defaulted<uint16_t>(tif_, TIFFTAG_RESOLUTIONUNIT);
     auto valid = [](float r) { return r > 0.0f && std::isfinite(r); };
-    if (imagej) {
+    if (ome && ome->um_x && ome->um_y) {
+      g.unit = "um";
+      g.spacing[2] = *ome->um_x;
+      g.spacing[1] = *ome->um_y;
+      if (ome->um_z) g.spacing[0] = *ome->um_z;
+    } else if (imagej) {
       g.unit = imagej->unit;
       if (valid(xres)) g.spacing[2] = 1.0 / xres;
       if (valid(yres)) g.spacing[1] = 1.0 / yres;
@@ -400,6 +414,35 @@ class TiffReader final : public ImageReader {
     if (!description.empty()) m["tiff.description"] = description.substr(0, 512);
   }
 
+  // OME-TIFF planes in DimensionOrder from IFD 0, when the file holds exactly SizeZ × SizeC × SizeT
+  // planes of page 0's size; otherwise (multi-file sets, partial files) pages stay slices.
+  void map_from_ome(const tiff::OmeInfo& ome, int64_t& channels) {
+    const int64_t n_pages = static_cast<int64_t>(pages_.size());
+    const std::string& order = ome.dimension_order;
+    const bool valid_order =
+        order.size() == 5 && order.rfind("XY", 0) == 0 && order.find('Z') != std::string::npos &&
+        order.find('C') != std::string::npos && order.find('T') != std::string::npos;
+    const int64_t spp = format_.spp;
+    const int64_t page_channels = ome.size_c % spp == 0 ? ome.size_c / spp : 0;
+    if (!ome.single_tiffdata || !valid_order || page_channels < 1 ||
+        (page_channels > 1 && spp > 1) || ome.size_x != format_.width ||
+        ome.size_y != format_.height || page_channels * ome.size_z * ome.size_t_ != n_pages) {
+      log::debug("{}: OME-XML layout not used (order '{}', {}x{}x{} planes, {} pages)", path_,
+                 order, ome.size_z, ome.size_c, ome.size_t_, n_pages);
+      return;
+    }
+    int64_t stride = 1, sc = 0, sz = 0, st = 0;
+    for (char axis : order.substr(2)) {
+      const int64_t size = axis == 'Z' ? ome.size_z : axis == 'C' ? page_channels : ome.size_t_;
+      (axis == 'Z' ? sz : axis == 'C' ? sc : st) = stride;
+      stride *= size;
+    }
+    map_ = PageMap{page_channels, ome.size_z, sc, sz, st};
+    map_.size_t_ = ome.size_t_;
+    if (page_channels > 1) channels = page_channels;
+    info_.metadata["tiff.ome_order"] = order;
+  }
+
   // ---- decoding --------------------------------------------------------------------------------
 
   void select_page(size_t index) {
@@ -418,7 +461,7 @@ class TiffReader final : public ImageReader {
   void decode_into(size_t index, int64_t channel_first, Image& out, int64_t z_out, const Box& box) {
     select_page(index);
     const Page& p = pages_[index];
-    const int64_t spp = ij_channels_ > 1 ? 1 : format_.spp;
+    const int64_t spp = map_.channels > 1 ? 1 : format_.spp;
     const int64_t planes = p.planar ? spp : 1;
     const int64_t samples_in_chunk = p.planar ? 1 : spp;
     const size_t chunk_bytes = checked_allocation_size(
@@ -504,7 +547,15 @@ class TiffReader final : public ImageReader {
   PixelFormat format_;
   DType dtype_ = DType::U8;
   size_t bytes_ = 1;
-  int64_t ij_channels_ = 1;  // > 1: an ImageJ hyperstack, one page per channel and slice
+  // Page of (channel c, slice z) for stacks with one page per channel (ImageJ hyperstacks,
+  // OME-TIFF): c * sc + (z % size_z) * sz + (z / size_z) * st. channels = 1: samples are channels.
+  struct PageMap {
+    int64_t channels = 1, size_z = 1, sc = 0, sz = 1, st = 0;
+    int64_t size_t_ = 1;
+    size_t page(int64_t c, int64_t z) const {
+      return static_cast<size_t>(c * sc + (z % size_z) * sz + (z / size_z) * st);
+    }
+  } map_;
   std::vector<Page> pages_;
   uint64_t current_ifd_ = UINT64_MAX;
   std::vector<uint8_t> scratch_;  // one decoded strip/tile

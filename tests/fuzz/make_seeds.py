@@ -3,7 +3,7 @@
 
 Each is a few KB and exercises one reader path: strips/tiles, planar, stacks, BigTIFF, big-endian,
 compressions (deflate, LZW, zstd, PackBits, JPEG incl. YCbCr), predictors, ImageJ hyperstack,
-pyramids, and NIfTI plain/gzip/big-endian/scaled/4D.
+OME-TIFF, pyramids, and NIfTI plain/gzip/big-endian/scaled/4D.
 """
 import os
 
@@ -33,6 +33,9 @@ w("stack-bigtiff.tif", np.stack([u16, u16[::-1]]), bigtiff=True, compression="zl
 w("big-endian-i4.tif", u16.astype(np.int32), byteorder=">", tile=(16, 16))
 w("imagej-hyperstack.tif", np.stack([u16[None], u16[None] + 1] * 2, axis=1).reshape(2, 2, 24, 40),
   imagej=True, metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"}, compression="zlib")
+w("ome-czyx.ome.tif", np.stack([u16[None]] * 3).reshape(3, 1, 24, 40)[:, :, :12, :20].copy(),
+  ome=True, metadata={"axes": "CZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25},
+  compression="zlib")
 with tifffile.TiffWriter(os.path.join(out, "pyramid.tif")) as tw:
     tw.write(u16, subifds=1, tile=(16, 16), compression="zlib")
     tw.write(u16[::2, ::2], subfiletype=1, tile=(16, 16), compression="zlib")

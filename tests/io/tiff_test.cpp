@@ -49,7 +49,7 @@ TEST(Io_Tiff, roundtrip_every_dtype_layout_compression) {
             opt.compression = comp;
             opt.tile_size = layout.tile;
             opt.planar = layout.planar;
-            const auto path = dir / ("f" + std::to_string(files++) + ".tif");
+            const auto path = dir / fmt::format("f{}.tif", files++);
             write_image(path, img, opt);
             auto reader = open_image(path);
             const ImageInfo& info = reader->info();
@@ -222,7 +222,7 @@ TEST(Io_Tiff, predictor_and_level_keep_pixels_and_predictor_helps_smooth_data) {
   for (int with : {0, 1}) {
     WriteOptions opt;
     opt.predictor = with ? Predictor::Horizontal : Predictor::None;
-    const auto path = dir / ("p" + std::to_string(with) + ".tif");
+    const auto path = dir / fmt::format("p{}.tif", with);
     write_image(path, ramp, opt);
     EXPECT_TRUE(read_image(path).same_pixels(ramp));
     sizes[with] = std::filesystem::file_size(path);
@@ -246,7 +246,7 @@ TEST(Io_Tiff, band_writer_takes_bands_of_any_height) {
     const Image img = random_image(DType::I32, shape, 11);
     WriteOptions opt;
     opt.tile_size = tile;
-    const auto path = dir / ("b" + std::to_string(tile) + ".tif");
+    const auto path = dir / fmt::format("b{}.tif", tile);
     TiffBandWriter writer(path, shape, DType::I32, {}, opt);
     for (int64_t z = 0; z < shape.z; ++z) {
       int64_t y = 0;
@@ -288,8 +288,8 @@ TEST(Io_Tiff, parallel_tile_encoding_is_byte_identical_to_libtiff) {
       opt.tile_size = 16;
       opt.planar = c.planar;
       opt.parallel = false;
-      const auto serial = dir / ("s" + std::to_string(n) + ".tif");
-      const auto parallel = dir / ("p" + std::to_string(n) + ".tif");
+      const auto serial = dir / fmt::format("s{}.tif", n);
+      const auto parallel = dir / fmt::format("p{}.tif", n);
       write_image(serial, img, opt);
       opt.parallel = true;
       write_image(parallel, img, opt);
@@ -406,6 +406,34 @@ TEST(Io_Tiff, imagej_description_parser) {
   EXPECT_EQ(js->unit, "um");
   EXPECT_DOUBLE_EQ((*js->spacing)[0], 0.28);
   EXPECT_FALSE(tiff::parse_json_description("{not json"));
+}
+
+TEST(Io_Tiff, ome_description_parser) {
+  const auto ome = tiff::parse_ome_description(
+      "<?xml version=\"1.0\"?><OME xmlns=\"x\"><Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" "
+      "DimensionOrder=\"XYCZT\" Type=\"uint16\" SizeX=\"40\" SizeY=\"30\" SizeZ=\"4\" "
+      "SizeC='3' SizeT=\"2\" PhysicalSizeX=\"250\" PhysicalSizeXUnit=\"nm\" "
+      "PhysicalSizeY=\"0.5\" PhysicalSizeZ=\"0.002\" PhysicalSizeZUnit=\"mm\">"
+      "<TiffData IFD=\"0\" PlaneCount=\"24\"/></Pixels></Image></OME>");
+  ASSERT_TRUE(ome);
+  EXPECT_EQ(ome->dimension_order, "XYCZT");
+  EXPECT_EQ(ome->size_x, 40);
+  EXPECT_EQ(ome->size_c, 3);
+  EXPECT_EQ(ome->size_t_, 2);
+  EXPECT_DOUBLE_EQ(*ome->um_x, 0.25);
+  EXPECT_DOUBLE_EQ(*ome->um_y, 0.5);
+  EXPECT_DOUBLE_EQ(*ome->um_z, 2.0);
+  EXPECT_TRUE(ome->single_tiffdata);
+  // A multi-file set (UUID references) is not mapped; malformed XML gives nothing or defaults.
+  EXPECT_FALSE(tiff::parse_ome_description(
+                   "<OME><Pixels SizeX=\"2\"><TiffData><UUID FileName=\"b.tif\">u</UUID>"
+                   "</TiffData></Pixels></OME>")
+                   ->single_tiffdata);
+  EXPECT_FALSE(tiff::parse_ome_description("<OME><Pixels SizeX=\"2"));
+  EXPECT_FALSE(tiff::parse_ome_description("ImageJ=1"));
+  const auto odd = tiff::parse_ome_description("<OME><Pixels SizeZ=\"-4\" SizeC=x>");
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->size_z, 1);
 }
 
 TEST(Io_Tiff, missing_and_unknown_files_are_file_errors) {

@@ -260,6 +260,35 @@ def mode_tifffile(args):
         compare(f"hyperstack region {box}", region, got[:, z0:z0 + dz, y0:y0 + dy, x0:x0 + dx])
     print("ok imagej hyperstack ZCYX: channels and spacing")
 
+    # OME-TIFF: planes in DimensionOrder, physical sizes in micrometres (or converted).
+    for axes, shape, kw in [
+        ("CZYX", (3, 4, 30, 40), dict(PhysicalSizeZ=2.0)),
+        ("TCZYX", (2, 3, 4, 30, 40), dict(PhysicalSizeZ=2.0)),
+        ("ZYXS", (5, 30, 40, 3), dict(PhysicalSizeZ=1.5)),
+        ("CYX", (2, 30, 40), dict(PhysicalSizeXUnit="nm", PhysicalSizeYUnit="nm")),
+    ]:
+        a = random_array(rng, "u1" if axes.endswith("S") else "u2", shape)
+        path = os.path.join(TMP, f"ome-{axes}.ome.tif")
+        meta = {"axes": axes, "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5, **kw}
+        tifffile.imwrite(path, a, ome=True, photometric="rgb" if axes.endswith("S") else None,
+                         metadata=meta)
+        got, info = ours(path)
+        with tifffile.TiffFile(path) as tif:
+            s = tif.series[0]
+            want = to_czyx(s.asarray(), s.axes)
+        compare(f"ome {axes}", got, want)
+        scale = 1e-3 if kw.get("PhysicalSizeXUnit") == "nm" else 1.0
+        check(info["unit"] == "um", f"ome {axes}: unit {info['unit']}")
+        check(np.allclose(info["spacing"][1:], [0.5 * scale, 0.25 * scale]),
+              f"ome {axes}: spacing {info['spacing']}")
+        if "PhysicalSizeZ" in kw:
+            check(abs(info["spacing"][0] - kw["PhysicalSizeZ"]) < 1e-12, f"{info['spacing']}")
+        for box in random_boxes(rng, got.shape, 2):
+            region, _ = ours(path, box)
+            z0, y0, x0, dz, dy, dx = box
+            compare(f"ome {axes} region {box}", region, got[:, z0:z0 + dz, y0:y0 + dy, x0:x0 + dx])
+    print("ok OME-TIFF: CZYX, TCZYX, RGB stack, nm units")
+
     # Pyramid: level 0 only, whether levels are SubIFDs or reduced-resolution pages.
     base = random_array(rng, "u1", (128, 96))
     path = os.path.join(TMP, "pyramid-subifds.tif")
