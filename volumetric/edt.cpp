@@ -31,8 +31,21 @@ void check_arguments(const Extents& e, const Spacing& s) {
   }
 }
 
+bool has_finite(const double* line, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (line[i] != kInf) return true;
+  return false;
+}
+
+// Values beyond the cap can no longer end within it (later passes only add): drop them.
+void drop_beyond(double* line, int64_t n, double cap) {
+  if (cap == kInf) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (line[i] > cap) line[i] = kInf;
+}
+
 // Pass along X: every row is contiguous.
-void pass_x(double* data, const Extents& e, double w) {
+void pass_x(double* data, const Extents& e, double w, double cap) {
   const int64_t n = e.x;
   const int64_t rows = e.z * e.y;
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 64), [&](const auto& range) {
@@ -40,15 +53,17 @@ void pass_x(double* data, const Extents& e, double w) {
     std::vector<int64_t> v(n);
     for (int64_t r = range.begin(); r != range.end(); ++r) {
       double* line = data + r * n;
+      if (!has_finite(line, n)) continue;  // all +inf stays all +inf
       std::copy(line, line + n, f.begin());
       lower_envelope_1d(f.data(), n, w, line, v.data(), zs.data());
+      drop_beyond(line, n, cap);
     }
   });
 }
 
 // Pass along an axis of extent n whose elements are `stride` apart; `outer` blocks of `stride`
 // contiguous columns each (Z: outer 1, stride Y*X; Y: outer Z, stride X).
-void pass_strided(double* data, int64_t n, int64_t stride, int64_t outer, double w) {
+void pass_strided(double* data, int64_t n, int64_t stride, int64_t outer, double w, double cap) {
   const int64_t groups_per_block = (stride + kGroup - 1) / kGroup;
   const int64_t tasks = outer * groups_per_block;
   const int64_t block = n * stride;
@@ -65,7 +80,9 @@ void pass_strided(double* data, int64_t n, int64_t stride, int64_t outer, double
         for (int64_t j = 0; j < g; ++j) in[j * n + i] = src[j];
       }
       for (int64_t j = 0; j < g; ++j) {
+        if (!has_finite(in.data() + j * n, n)) continue;  // all +inf stays all +inf
         lower_envelope_1d(in.data() + j * n, n, w, out.data(), v.data(), zs.data());
+        drop_beyond(out.data(), n, cap);
         for (int64_t i = 0; i < n; ++i) base[i * stride + j] = out[i];
       }
     }
@@ -120,15 +137,18 @@ void lower_envelope_1d(const double* f, int64_t n, double w, double* d, int64_t*
 }
 
 void squared_distance_transform(const uint8_t* feature, const Extents& e, const Spacing& s,
-                                double* out) {
+                                double* out, double max_distance) {
   check_arguments(e, s);
+  UMAMBA_CHECK(max_distance >= 0, "distance transform: max_distance must be >= 0, got {}",
+               max_distance);
   const int64_t count = e.count();
+  const double cap = max_distance * max_distance * (1 + 1e-12);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, count, 1 << 16), [&](const auto& range) {
     for (int64_t i = range.begin(); i != range.end(); ++i) out[i] = feature[i] ? 0.0 : kInf;
   });
-  if (e.z > 1) pass_strided(out, e.z, e.y * e.x, 1, s[0]);
-  if (e.y > 1) pass_strided(out, e.y, e.x, e.z, s[1]);
-  if (e.x > 1) pass_x(out, e, s[2]);
+  if (e.z > 1) pass_strided(out, e.z, e.y * e.x, 1, s[0], cap);
+  if (e.y > 1) pass_strided(out, e.y, e.x, e.z, s[1], cap);
+  if (e.x > 1) pass_x(out, e, s[2], cap);
 }
 
 void distance_transform(const uint8_t* feature, const Extents& e, const Spacing& s, double* out) {

@@ -16,14 +16,19 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "volumetric/extents.h"
 
 namespace umamba::volumetric {
 
 // `feature` and `out` hold extents.count() elements, [Z,Y,X] contiguous; out in units².
+// `max_distance`: values above max_distance²·(1 + 1e-12) may be returned as +inf (they are
+// dropped after every pass, which skips most of the work where only "within τ" matters); values
+// within it are exact.
 void squared_distance_transform(const uint8_t* feature, const Extents& extents,
-                                const Spacing& spacing, double* out);
+                                const Spacing& spacing, double* out,
+                                double max_distance = std::numeric_limits<double>::infinity());
 
 // The same, then the square root of each value (physical units).
 void distance_transform(const uint8_t* feature, const Extents& extents, const Spacing& spacing,

@@ -31,35 +31,42 @@ void neighbour_codes(const uint8_t* mask, const Extents& e, uint8_t* codes) {
                "neighbour codes: extents must be positive, got {}x{}x{} (ZxYxX)", e.z, e.y, e.x);
   const bool is_3d = e.z > 1;
   const Extents c = corner_extents(e);
-  // Mask value at (z, y, x), 0 outside.
-  auto at = [&](int64_t z, int64_t y, int64_t x) -> uint8_t {
-    if (z < 0 || y < 0 || x < 0 || z >= e.z || y >= e.y || x >= e.x) return 0;
-    return mask[(z * e.y + y) * e.x + x] != 0;
+  // Row (z, y) of the mask, or null outside it.
+  auto row_of = [&](int64_t z, int64_t y) -> const uint8_t* {
+    if (z < 0 || y < 0 || z >= e.z || y >= e.y) return nullptr;
+    return mask + (z * e.y + y) * e.x;
   };
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, c.z * c.y, 16), [&](const auto& range) {
     for (int64_t row = range.begin(); row != range.end(); ++row) {
       const int64_t k = row / c.y;  // corner slice
       const int64_t j = row % c.y;  // corner row
       uint8_t* out = codes + row * c.x;
-      if (!is_3d) {
-        // Pixels (j-1+b, i-1+c) carry 8 >> (2b + c); sweep i keeping the previous column.
-        uint8_t prev = 0;  // bits of column i-1 (b = 0 -> 8, b = 1 -> 2)
-        for (int64_t i = 0; i < c.x; ++i) {
-          const uint8_t cur = static_cast<uint8_t>((at(0, j - 1, i) << 2) | (at(0, j, i) << 0));
-          out[i] = static_cast<uint8_t>((prev << 1) | cur);
-          prev = cur;
-        }
+      // The four mask rows around this corner row, each with its bit for column i (c = 1); the
+      // bit of column i-1 (c = 0) is twice it. 2D: rows (j-1, j) -> 4, 1; 3D: (k-1, j-1) -> 64,
+      // (k-1, j) -> 16, (k, j-1) -> 4, (k, j) -> 1.
+      const uint8_t* rows[4] = {nullptr, nullptr, nullptr, nullptr};
+      uint8_t bits[4] = {0, 0, 0, 0};
+      int nrows = 0;
+      auto add = [&](const uint8_t* r, uint8_t bit) {
+        if (r) rows[nrows] = r, bits[nrows++] = bit;
+      };
+      if (is_3d) {
+        add(row_of(k - 1, j - 1), 64);
+        add(row_of(k - 1, j), 16);
+        add(row_of(k, j - 1), 4);
+        add(row_of(k, j), 1);
       } else {
-        uint8_t prev = 0;
-        for (int64_t i = 0; i < c.x; ++i) {
-          // Column i (c = 1): a,b in {0,1} -> bit 128 >> (4a + 2b + 1).
-          const uint8_t cur =
-              static_cast<uint8_t>((at(k - 1, j - 1, i) << 6) | (at(k - 1, j, i) << 4) |
-                                   (at(k, j - 1, i) << 2) | (at(k, j, i) << 0));
-          out[i] = static_cast<uint8_t>((prev << 1) | cur);
-          prev = cur;
-        }
+        add(row_of(0, j - 1), 4);
+        add(row_of(0, j), 1);
       }
+      uint8_t prev = 0;
+      for (int64_t i = 0; i < e.x; ++i) {
+        uint8_t cur = 0;
+        for (int r = 0; r < nrows; ++r) cur |= rows[r][i] ? bits[r] : 0;
+        out[i] = static_cast<uint8_t>((prev << 1) | cur);
+        prev = cur;
+      }
+      out[e.x] = static_cast<uint8_t>(prev << 1);  // the last corner column sees column X-1 only
     }
   });
 }

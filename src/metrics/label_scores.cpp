@@ -30,6 +30,9 @@ struct Stats {
 };
 
 int64_t max_label(const Image& image, const char* what) {
+  // Unsigned 8- and 16-bit labels need no scan: their range bounds the tables.
+  if (image.dtype() == DType::U8) return 255;
+  if (image.dtype() == DType::U16) return 65535;
   const Image ch = image.channel(0);
   const Shape s = ch.shape(), st = ch.strides();
   return detail::visit_labels(image, [&](auto tag) {
@@ -41,14 +44,18 @@ int64_t max_label(const Image& image, const char* what) {
     tbb::combinable<MM> mm;
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, s.z * s.y, 16), [&](const auto& range) {
       MM& m = mm.local();
+      T lo = 0, hi = 0;
       for (int64_t r = range.begin(); r != range.end(); ++r) {
         const T* row = base + (r / s.y) * st.z + (r % s.y) * st.y;
-        for (int64_t x = 0; x < s.x; ++x) {
-          const int64_t v = static_cast<int64_t>(row[x * st.x]);
-          m.lo = std::min(m.lo, v);
-          m.hi = std::max(m.hi, v);
+        if (st.x == 1) {
+          for (int64_t x = 0; x < s.x; ++x) lo = std::min(lo, row[x]), hi = std::max(hi, row[x]);
+        } else {
+          for (int64_t x = 0; x < s.x; ++x)
+            lo = std::min(lo, row[x * st.x]), hi = std::max(hi, row[x * st.x]);
         }
       }
+      m.lo = std::min(m.lo, static_cast<int64_t>(lo));
+      m.hi = std::max(m.hi, static_cast<int64_t>(hi));
     });
     MM all;
     mm.combine_each([&](const MM& m) {
@@ -93,19 +100,23 @@ Stats label_stats(const Image& gt, const Image& pred, int64_t n) {
           const int64_t z = r / s.y, y = r % s.y;
           const TG* a = gb + z * gs.z + y * gs.y;
           const TP* b = pb + z * ps.z + y * ps.y;
+          // Runs of equal labels grow the boxes once per run, not once per voxel.
+          int64_t ru = 0, rv = 0, su = 0, sv = 0;  // current run label and start, per image
           for (int64_t x = 0; x < s.x; ++x) {
             const int64_t u = static_cast<int64_t>(a[x * gs.x]);
             const int64_t v = static_cast<int64_t>(b[x * ps.x]);
-            if (u) {
-              st.g[u]++;
-              grow(u, z, y, x);
+            if (u != ru) {
+              if (ru) st.g[ru] += x - su, grow(ru, z, y, su), grow(ru, z, y, x - 1);
+              ru = u, su = x;
             }
-            if (v) {
-              st.p[v]++;
-              if (v != u) grow(v, z, y, x);
+            if (v != rv) {
+              if (rv) st.p[rv] += x - sv, grow(rv, z, y, sv), grow(rv, z, y, x - 1);
+              rv = v, sv = x;
             }
-            if (u && u == v) st.both[u]++;
+            if (u == v && u) ++st.both[u];
           }
+          if (ru) st.g[ru] += s.x - su, grow(ru, z, y, su), grow(ru, z, y, s.x - 1);
+          if (rv) st.p[rv] += s.x - sv, grow(rv, z, y, sv), grow(rv, z, y, s.x - 1);
         }
       });
     });
@@ -227,10 +238,10 @@ double surface_dice(const uint8_t* gt, const uint8_t* pred, const uv::Extents& e
   };
   // Distances from the predicted surfels to the ground-truth surface, then the other way.
   mark(code_g);
-  uv::squared_distance_transform(surf.data(), ce, spacing, d2.data());
+  uv::squared_distance_transform(surf.data(), ce, spacing, d2.data(), tolerance);
   const Sums p = surface_sums(code_p, table, d2, is_3d, tolerance);
   mark(code_p);
-  uv::squared_distance_transform(surf.data(), ce, spacing, d2.data());
+  uv::squared_distance_transform(surf.data(), ce, spacing, d2.data(), tolerance);
   const Sums g = surface_sums(code_g, table, d2, is_3d, tolerance);
   if (out) {
     out->gt_surface = g.area;

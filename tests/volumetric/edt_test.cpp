@@ -154,3 +154,22 @@ TEST(Volumetric_Edt, rejects_bad_spacing) {
   EXPECT_THROW(uv::squared_distance_transform(f.data(), {2, 2, 2}, {1, -1, 1}, out.data()),
                umamba::Error);
 }
+
+TEST(Volumetric_Edt, capped_transform_is_exact_within_the_cap) {
+  std::mt19937 rng(23);
+  const uv::Extents e{8, 15, 14};
+  const uv::Spacing s{2.5, 0.8, 0.6};
+  for (double cap : {0.0, 0.7, 1.0, 2.5, 6.0}) {
+    const auto f = random_mask(e, 0.01, rng);
+    std::vector<double> got(e.count());
+    uv::squared_distance_transform(f.data(), e, s, got.data(), cap);
+    const auto want = brute_force(f, e, s);
+    for (int64_t i = 0; i < e.count(); ++i) {
+      if (want[i] <= cap * cap) {
+        ASSERT_NEAR(got[i], want[i], 1e-12 * std::max(1.0, want[i])) << "cap " << cap;
+      } else {
+        ASSERT_GT(got[i], cap * cap) << "cap " << cap;  // beyond the cap: +inf or the value
+      }
+    }
+  }
+}
