@@ -10,10 +10,12 @@ namespace umamba::postprocess::opencv_peer {
 
 bool available();
 
-// Labels a binary u8 image [height, width] (non-zero = foreground) with 4 or 8 connectivity on
-// `threads` OpenCV threads (cv::setNumThreads; restored afterwards). Writes int32 labels (0
-// background) and returns the number of components.
-uint32_t label(const uint8_t* in, int64_t height, int64_t width, int connectivity, int threads,
-               int32_t* out);
+// OpenCV's thread count (cv::setNumThreads) for the following label() calls. Changing it
+// reconfigures OpenCV's pool, so benchmarks call it outside the timed region.
+void set_threads(int threads);
+
+// Labels a binary u8 image [height, width] (non-zero = foreground) with 4 or 8 connectivity.
+// Writes int32 labels (0 background) and returns the number of components.
+uint32_t label(const uint8_t* in, int64_t height, int64_t width, int connectivity, int32_t* out);
 
 }  // namespace umamba::postprocess::opencv_peer

@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -75,17 +77,16 @@ std::vector<uint8_t> random_blobs(const Extents& e, double sigma, uint64_t seed)
   return out;
 }
 
-template <typename Fn>
-double median_ms(int repeats, Fn&& fn) {
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// CPU time of the calling thread, ms: unaffected by other processes on a loaded machine.
+double thread_cpu_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 std::string cpu_model() {
@@ -105,21 +106,25 @@ rank = {4: 1, 8: 2, 6: 1, 18: 2, 26: 3}
 out = {}
 for c in (int(c) for c in conns.split(",")):
     s = ndi.generate_binary_structure(a.ndim, rank[c])
-    ts, n = [], 0
+    ts, cs, n = [], [], 0
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         _, n = ndi.label(a, structure=s)
         ts.append(time.perf_counter() - t)
-    out[str(c)] = [float(np.median(ts)) * 1e3, int(n)]
+        cs.append(time.process_time() - c0)
+    out[str(c)] = [float(np.median(ts)) * 1e3, float(np.median(cs)) * 1e3, int(n)]
 print(json.dumps(out))
 )";
 
-// scipy.ndimage.label timings {connectivity: (median ms, components)}; empty when unavailable.
-std::map<int, std::pair<double, uint32_t>> scipy_peer(const std::string& python,
-                                                      const std::vector<uint8_t>& image,
-                                                      const Extents& e,
-                                                      const std::vector<int>& conns, int repeats) {
-  std::map<int, std::pair<double, uint32_t>> result;
+struct PeerTiming {
+  double wall_ms = 0, cpu_ms = 0;
+  uint32_t components = 0;
+};
+
+// scipy.ndimage.label timings per connectivity; empty when unavailable.
+std::map<int, PeerTiming> scipy_peer(const std::string& python, const std::vector<uint8_t>& image,
+                                     const Extents& e, const std::vector<int>& conns, int repeats) {
+  std::map<int, PeerTiming> result;
   if (python.empty()) return result;
   const fs::path dir = fs::temp_directory_path();
   const std::string stem = fmt::format("umamba-bench-ccl-{}", ::getpid());
@@ -157,7 +162,7 @@ std::map<int, std::pair<double, uint32_t>> scipy_peer(const std::string& python,
     const auto j = nlohmann::json::parse(output.substr(output.rfind('{')));
     for (int c : conns) {
       const auto& v = j.at(std::to_string(c));
-      result[c] = {v.at(0).get<double>(), v.at(1).get<uint32_t>()};
+      result[c] = {v.at(0).get<double>(), v.at(1).get<double>(), v.at(2).get<uint32_t>()};
     }
   } catch (const std::exception& err) {
     log::warn("bench ccl: cannot read the SciPy peer's output ({}): {}", err.what(), output);
@@ -167,9 +172,14 @@ std::map<int, std::pair<double, uint32_t>> scipy_peer(const std::string& python,
 }
 
 struct Row {
+  Row(std::string what_, std::string method_, int threads_)
+      : what(std::move(what_)), method(std::move(method_)), threads(threads_) {}
   std::string what, method;
   int threads = 1;
-  double ms = 0;
+  std::function<void()> before;   // untimed set-up of each run (OpenCV's thread count)
+  std::function<uint32_t()> run;  // empty for a peer measured elsewhere
+  std::vector<double> wall, cpu;
+  double wall_ms = 0, cpu_ms = 0;  // medians; cpu only for one thread
   int64_t pixels = 0;
   uint32_t components = 0;
 };
@@ -188,12 +198,8 @@ std::string run_bench_ccl(const BenchCclOptions& o) {
       o.repeats, std::thread::hardware_concurrency(), cpu_model());
   bool agree = true;
   std::vector<std::string> lines;
-  auto table_line = [&](const Row& r, double opencv_ms, double scipy_ms) {
-    const double mvx = static_cast<double>(r.pixels) / (r.ms * 1e3);
-    lines.push_back(fmt::format("{:<18} {:<28} {:>7} {:>10.1f} {:>9.1f} {:>11} {:>10} {:>10}",
-                                r.what, r.method, r.threads, r.ms, mvx, r.components,
-                                opencv_ms > 0 ? fmt::format("{:.2f}x", opencv_ms / r.ms) : "-",
-                                scipy_ms > 0 ? fmt::format("{:.2f}x", scipy_ms / r.ms) : "-"));
+  auto ratio = [](double peer, double ours) {
+    return peer > 0 && ours > 0 ? fmt::format("{:.2f}x", peer / ours) : std::string("-");
   };
 
   struct Case {
@@ -219,42 +225,84 @@ std::string run_bench_ccl(const BenchCclOptions& o) {
         postprocess::CclOptions co;
         co.connectivity = postprocess::connectivity_from_int(conn, c.e.is_3d());
         co.threads = threads;
-        Row r{what, "umamba run-based", threads, 0, c.e.pixels(), 0};
-        r.ms = median_ms(o.repeats, [&] {
-          r.components = postprocess::label_components(image.data(), c.e, out.data(), co);
-        });
-        rows.push_back(r);
+        Row r{what, "umamba run-based", threads};
+        r.run = [&image, &out, e = c.e, co] {
+          return postprocess::label_components(image.data(), e, out.data(), co);
+        };
+        rows.push_back(std::move(r));
       }
-      double opencv_1t = 0;
       if (!c.e.is_3d() && postprocess::opencv_peer::available()) {
         for (int threads : thread_counts) {
-          Row r{what, "OpenCV connectedComponents", threads, 0, c.e.pixels(), 0};
-          r.ms = median_ms(o.repeats, [&] {
-            r.components = postprocess::opencv_peer::label(image.data(), c.e.y, c.e.x, conn,
-                                                           threads, cv_out.data());
-          });
-          if (threads == 1) opencv_1t = r.ms;
-          rows.push_back(r);
+          Row r{what, "OpenCV connectedComponents", threads};
+          r.run = [&image, &cv_out, e = c.e, conn] {
+            return postprocess::opencv_peer::label(image.data(), e.y, e.x, conn, cv_out.data());
+          };
+          // Switching OpenCV's pool, then one untimed run so it is up before the timed one.
+          r.before = [run = r.run, threads] {
+            postprocess::opencv_peer::set_threads(threads);
+            run();
+          };
+          rows.push_back(std::move(r));
         }
       }
-      double scipy_ms = 0;
+      // Repeats outermost, so that every method sees the same machine load.
+      for (int k = 0; k < o.repeats; ++k) {
+        for (Row& r : rows) {
+          if (r.before) r.before();
+          const double c0 = thread_cpu_ms();
+          const auto t0 = std::chrono::steady_clock::now();
+          r.components = r.run();
+          r.wall.push_back(
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count());
+          r.cpu.push_back(thread_cpu_ms() - c0);
+        }
+      }
+      double opencv_wall = 0, opencv_cpu = 0;
+      for (Row& r : rows) {
+        r.pixels = c.e.pixels();
+        r.wall_ms = median(r.wall);
+        r.cpu_ms = r.threads == 1 ? median(r.cpu) : 0;
+        if (r.method.starts_with("OpenCV") && r.threads == 1) {
+          opencv_wall = r.wall_ms;
+          opencv_cpu = r.cpu_ms;
+        }
+      }
+      double scipy_wall = 0, scipy_cpu = 0;
       if (scipy.count(conn)) {
-        scipy_ms = scipy.at(conn).first;
-        rows.push_back(
-            Row{what, "scipy.ndimage.label", 1, scipy_ms, c.e.pixels(), scipy.at(conn).second});
+        const PeerTiming& t = scipy.at(conn);
+        scipy_wall = t.wall_ms;
+        scipy_cpu = t.cpu_ms;
+        Row r{what, "scipy.ndimage.label", 1};
+        r.wall_ms = t.wall_ms;
+        r.cpu_ms = t.cpu_ms;
+        r.pixels = c.e.pixels();
+        r.components = t.components;
+        rows.push_back(std::move(r));
       }
       for (const Row& r : rows) {
         agree = agree && r.components == rows.front().components;
-        table_line(r, opencv_1t, scipy_ms);
+        lines.push_back(
+            fmt::format("{:<17} {:<27} {:>3} {:>8.1f} {:>8} {:>7.1f} {:>6} {:>7} {:>7} {:>7} {:>7}",
+                        r.what, r.method, r.threads, r.wall_ms,
+                        r.cpu_ms > 0 ? fmt::format("{:.1f}", r.cpu_ms) : std::string("-"),
+                        static_cast<double>(r.pixels) / (r.wall_ms * 1e3), r.components,
+                        ratio(opencv_wall, r.wall_ms), ratio(scipy_wall, r.wall_ms),
+                        ratio(opencv_cpu, r.cpu_ms), ratio(scipy_cpu, r.cpu_ms)));
       }
     }
   }
-  report += fmt::format("{:<18} {:<28} {:>7} {:>10} {:>9} {:>11} {:>10} {:>10}\n", "case", "method",
-                        "threads", "median ms", "Mvox/s", "components", "vs OpenCV", "vs SciPy");
+  report += fmt::format("{:<17} {:<27} {:>3} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7}\n",
+                        "case", "method", "thr", "wall ms", "cpu ms", "Mvox/s", "comps", "OpenCV",
+                        "SciPy", "OpenCV", "SciPy");
+  report += fmt::format("{:<83}{:<15} {}\n", "", "(wall ratios)", "(cpu ratios)");
   for (const auto& l : lines) report += l + "\n";
   report += fmt::format(
-      "ratios: the peer's time divided by this row's (above 1: this row is faster); 'vs OpenCV' "
-      "against OpenCV on 1 thread{}{}\n",
+      "wall ms / cpu ms: medians of wall-clock time and of the calling thread's CPU time (1 "
+      "thread only; SciPy: process CPU time); Mvox/s from wall time. Ratios: the peer's median "
+      "divided by this row's (above 1: this row is faster), against OpenCV on 1 thread{}{}. The "
+      "methods run interleaved, repeat by repeat; CPU-time ratios are the robust ones on a "
+      "loaded machine\n",
       postprocess::opencv_peer::available() ? "" : " (this build has no OpenCV)",
       o.python.empty() ? "; no SciPy peer (pass --python)" : "");
   report += fmt::format("component counts agree across methods: {}\n", agree ? "yes" : "NO");

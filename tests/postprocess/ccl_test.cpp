@@ -378,6 +378,7 @@ namespace {
 // compared through a one-to-one map).
 TEST(Postprocess_Ccl, matches_opencv) {
   if (!opencv_peer::available()) GTEST_SKIP() << "built without OpenCV";
+  opencv_peer::set_threads(1);
   uint32_t seed = 700;
   for (const Extents& e : {Extents{1, 1, 1}, Extents{1, 77, 131}, Extents{1, 300, 517}}) {
     for (int conn : {4, 8}) {
@@ -386,7 +387,7 @@ TEST(Postprocess_Ccl, matches_opencv) {
         const auto blobs = blob_image<uint8_t>(e, 3, d, seed++);
         for (const auto* in : {&noise, &blobs}) {
           std::vector<int32_t> cv_labels(in->size());
-          const uint32_t n_cv = opencv_peer::label(in->data(), e.y, e.x, conn, 1, cv_labels.data());
+          const uint32_t n_cv = opencv_peer::label(in->data(), e.y, e.x, conn, cv_labels.data());
           std::vector<uint32_t> ours(in->size());
           CclOptions o;
           o.connectivity = connectivity_from_int(conn, false);
