@@ -2,6 +2,7 @@
 #include "pipeline/evaluate.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join (LibTorch's bundled fmt 12 keeps it there)
 
 #include <algorithm>
 #include <cmath>
