@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include <tbb/parallel_for.h>
+
 #include "core/error.h"
 
 namespace umamba::engine {
@@ -94,19 +96,50 @@ StatsAccumulator::StatsAccumulator(int64_t channels, bool masked)
       max_(static_cast<size_t>(channels), -std::numeric_limits<double>::infinity()),
       count_(static_cast<size_t>(channels), 0) {}
 
+namespace {
+
+// Count, mean, sum of squared deviations, min and max of some values.
+struct Moments {
+  int64_t n = 0;
+  double mean = 0.0, m2 = 0.0;
+  double lo = std::numeric_limits<double>::infinity(),
+         hi = -std::numeric_limits<double>::infinity();
+
+  // Chan, Golub and LeVeque's pairwise update.
+  void merge(const Moments& b) {
+    if (b.n == 0) return;
+    const double na = static_cast<double>(n), nb = static_cast<double>(b.n);
+    const double delta = b.mean - mean;
+    mean += delta * nb / (na + nb);
+    m2 += b.m2 + delta * delta * na * nb / (na + nb);
+    n += b.n;
+    lo = std::min(lo, b.lo);
+    hi = std::max(hi, b.hi);
+  }
+};
+
+}  // namespace
+
 void StatsAccumulator::add(const Image& band) {
   const Shape& s = band.shape();
   const Shape& st = band.strides();
   UMAMBA_CHECK(s.c == static_cast<int64_t>(mean_.size()),
                "normalisation statistics: band has {} channels, expected {}", s.c, mean_.size());
-  // Two passes over the band (mean, then squared deviations), merged into the running totals
-  // with Chan et al.'s pairwise update: stable for large, bright images, unlike sum of squares.
+  // Blocks of rows, each with two passes (mean, then squared deviations), merged in block order
+  // with Chan et al.'s update: stable for large, bright images, and the same result for every
+  // thread count (the blocks do not depend on it).
+  const int64_t rows = s.z * s.y;
+  const int64_t block_rows = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, s.x));
+  const int64_t blocks = (rows + block_rows - 1) / block_rows;
+  std::vector<Moments> parts(static_cast<size_t>(blocks * s.c));
   visit_dtype(band.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* p = static_cast<const T*>(band.data());
-    auto for_each = [&](int64_t c, auto&& fn) {
-      for (int64_t z = 0; z < s.z; ++z) {
-        for (int64_t y = 0; y < s.y; ++y) {
+    tbb::parallel_for(int64_t{0}, blocks, [&](int64_t b) {
+      const int64_t r0 = b * block_rows, r1 = std::min(rows, r0 + block_rows);
+      auto for_each = [&](int64_t c, auto&& fn) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t z = r / s.y, y = r % s.y;
           for (int64_t x = 0; x < s.x; ++x) {
             const int64_t base = z * st.z + y * st.y + x * st.x;
             if (masked_) {
@@ -117,31 +150,32 @@ void StatsAccumulator::add(const Image& band) {
             fn(static_cast<double>(p[base + c * st.c]));
           }
         }
+      };
+      for (int64_t c = 0; c < s.c; ++c) {
+        Moments& m = parts[static_cast<size_t>(b * s.c + c)];
+        double sum = 0.0;
+        for_each(c, [&](double v) {
+          ++m.n;
+          sum += v;
+          m.lo = std::min(m.lo, v);
+          m.hi = std::max(m.hi, v);
+        });
+        if (m.n == 0) continue;
+        m.mean = sum / static_cast<double>(m.n);
+        for_each(c, [&](double v) { m.m2 += (v - m.mean) * (v - m.mean); });
       }
-    };
-    for (int64_t c = 0; c < s.c; ++c) {
-      const auto ci = static_cast<size_t>(c);
-      int64_t n = 0;
-      double sum = 0.0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
-      for_each(c, [&](double v) {
-        ++n;
-        sum += v;
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-      });
-      if (n == 0) continue;
-      const double mean = sum / static_cast<double>(n);
-      double m2 = 0.0;
-      for_each(c, [&](double v) { m2 += (v - mean) * (v - mean); });
-      const double na = static_cast<double>(count_[ci]), nb = static_cast<double>(n);
-      const double delta = mean - mean_[ci];
-      mean_[ci] += delta * nb / (na + nb);
-      m2_[ci] += m2 + delta * delta * na * nb / (na + nb);
-      count_[ci] += n;
-      min_[ci] = std::min(min_[ci], lo);
-      max_[ci] = std::max(max_[ci], hi);
-    }
+    });
   });
+  for (int64_t c = 0; c < s.c; ++c) {
+    const auto ci = static_cast<size_t>(c);
+    Moments total{count_[ci], mean_[ci], m2_[ci], min_[ci], max_[ci]};
+    for (int64_t b = 0; b < blocks; ++b) total.merge(parts[static_cast<size_t>(b * s.c + c)]);
+    count_[ci] = total.n;
+    mean_[ci] = total.mean;
+    m2_[ci] = total.m2;
+    min_[ci] = total.lo;
+    max_[ci] = total.hi;
+  }
 }
 
 std::vector<ChannelStats> StatsAccumulator::finish() const {

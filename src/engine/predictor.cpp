@@ -7,6 +7,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
 
 #if defined(UMAMBA_TORCH_HAS_CUDA)
 #include <ATen/cuda/CUDAEvent.h>
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <deque>
 #include <limits>
 #include <mutex>
@@ -46,6 +48,71 @@ Geometry ReaderSource::geometry() const {
 }
 Image ReaderSource::read(const Box& box) {
   return reader_.read_region(box);
+}
+
+ParallelFileSource::ParallelFileSource(const std::filesystem::path& path, int readers) {
+  if (readers <= 0) readers = std::min(16, tbb::this_task_arena::max_concurrency());
+  for (int i = 0; i < readers; ++i) readers_.push_back(io::open_image(path));
+  const auto& m = readers_[0]->info().metadata;
+  const auto layout = m.find("tiff.layout");
+  if (layout != m.end()) {
+    long long a = 0, b = 0;
+    if (std::sscanf(layout->second.c_str(), "tiles %lldx%lld", &a, &b) == 2) {
+      tile_w_ = a;
+      tile_h_ = b;
+    } else if (std::sscanf(layout->second.c_str(), "strips of %lld rows", &b) == 1) {
+      tile_h_ = b;
+    }
+  }
+}
+
+ParallelFileSource::~ParallelFileSource() = default;
+Shape ParallelFileSource::shape() const {
+  return readers_[0]->info().shape;
+}
+DType ParallelFileSource::dtype() const {
+  return readers_[0]->info().dtype;
+}
+Geometry ParallelFileSource::geometry() const {
+  return readers_[0]->info().geometry;
+}
+
+Image ParallelFileSource::read(const Box& box) {
+  const auto n = static_cast<int64_t>(readers_.size());
+  // Blocks: columns aligned to the tile width for tiled files, else rows aligned to the strips.
+  const bool by_columns = tile_w_ > 0;
+  const int64_t extent = by_columns ? box.dx : box.dy;
+  const int64_t origin = by_columns ? box.x0 : box.y0;
+  const int64_t unit = std::max<int64_t>(1, by_columns ? tile_w_ : tile_h_);
+  if (n == 1 || extent < 2 * unit) return readers_[0]->read_region(box);
+  // Cut points at multiples of `unit` (in image coordinates), about extent / n apart.
+  std::vector<int64_t> cuts{origin};
+  const int64_t target = std::max(unit, (extent + n - 1) / n);
+  while (cuts.back() < origin + extent) {
+    int64_t next = (cuts.back() + target + unit - 1) / unit * unit;
+    cuts.push_back(std::min(next, origin + extent));
+  }
+  const Shape s = shape();
+  Image out = Image::zeros(dtype(), Shape{s.c, box.dz, box.dy, box.dx});
+  const auto blocks = static_cast<int64_t>(cuts.size()) - 1;
+  // Block i goes to reader i % n; blocks of one reader run one after the other.
+  tbb::parallel_for(int64_t{0}, std::min(n, blocks), [&](int64_t r) {
+    for (int64_t i = r; i < blocks; i += n) {
+      Box part = box;
+      if (by_columns) {
+        part.x0 = cuts[static_cast<size_t>(i)];
+        part.dx = cuts[static_cast<size_t>(i + 1)] - part.x0;
+      } else {
+        part.y0 = cuts[static_cast<size_t>(i)];
+        part.dy = cuts[static_cast<size_t>(i + 1)] - part.y0;
+      }
+      const Image piece = readers_[static_cast<size_t>(r)]->read_region(part);
+      out.region(
+             Box{part.z0 - box.z0, part.y0 - box.y0, part.x0 - box.x0, part.dz, part.dy, part.dx})
+          .copy_from(piece);
+    }
+  });
+  return out;
 }
 
 Precision precision_from_name(const std::string& name) {
@@ -151,8 +218,7 @@ class BufferPool {
 
 struct AccLine {
   int64_t index = 0;
-  std::unique_ptr<float[]> acc;     // [K][R][W] sum of weight * logits
-  std::unique_ptr<float[]> weight;  // [R][W] sum of weights
+  std::unique_ptr<float[]> acc;  // [K][R][W] sum of weight * logits
 };
 
 struct Batch {
@@ -167,7 +233,7 @@ struct Batch {
 using BatchPtr = std::shared_ptr<Batch>;
 
 struct Finished {
-  std::vector<AccLine> lines;  // consecutive, ascending
+  std::vector<Band> bands;  // in image order
   bool last = false;
 };
 using FinishedPtr = std::shared_ptr<Finished>;
@@ -272,7 +338,6 @@ class Engine {
         L_(make_layout(source.shape(), model, options)),
         in_pool_(static_cast<size_t>(L_.C * L_.line_pixels())),
         acc_pool_(static_cast<size_t>(L_.K * L_.line_pixels())),
-        weight_pool_(static_cast<size_t>(L_.line_pixels())),
         combos_(mirror_combinations(options.mirror_axes)) {
     validate_options(options_, L_);
     UMAMBA_CHECK(L_.K <= 65536, "engine: {} classes do not fit a u16 class map", L_.K);
@@ -286,6 +351,17 @@ class Engine {
       weights_ = gaussian_importance_map(L_.grid.patch, options_.gaussian);
     } else {
       weights_.assign(static_cast<size_t>(L_.tile_elements()), 1.0f);
+    }
+    // For every padded coordinate of every axis, the range of tile positions that cover it.
+    for (int a = 0; a < 3; ++a) {
+      const auto& st = L_.grid.steps[a];
+      cover_[a].resize(static_cast<size_t>(L_.grid.image[a]));
+      size_t lo = 0, hi = 0;
+      for (int64_t c = 0; c < L_.grid.image[a]; ++c) {
+        while (hi < st.size() && st[hi] <= c) ++hi;
+        while (lo < hi && st[lo] + L_.grid.patch[a] <= c) ++lo;
+        cover_[a][static_cast<size_t>(c)] = {static_cast<int32_t>(lo), static_cast<int32_t>(hi)};
+      }
     }
     // Per-image statistics (z-score, rescale) need a pass over the whole image first.
     const auto t0 = Clock::now();
@@ -342,7 +418,7 @@ class Engine {
                                                     [&](BatchPtr b) { return accumulate(*b); }) &
             tbb::make_filter<FinishedPtr, void>(tbb::filter_mode::serial_in_order,
                                                 [&](FinishedPtr f) {
-                                                  if (f) finish(*f);
+                                                  if (f) emit(*f);
                                                 }));
     UMAMBA_CHECK(acc_.empty() && emitted_all_,
                  "engine: internal error, {} accumulator lines left after the last tile",
@@ -559,7 +635,6 @@ class Engine {
       AccLine a;
       a.index = acc_first_ + static_cast<int64_t>(acc_.size());
       a.acc = acc_pool_.get(/*zero=*/true);
-      a.weight = weight_pool_.get(/*zero=*/true);
       acc_.push_back(std::move(a));
     }
     stats_.peak_accumulator_lines =
@@ -586,8 +661,6 @@ class Engine {
           const int64_t t_off = (li * L_.NR + r) * L_.NC;
           const int64_t a_off = (pl.row + r) * L_.W + pl.col;
           const float* g = weights_.data() + t_off;
-          float* w = a.weight.get() + a_off;
-          for (int64_t c = c_lo; c < c_hi; ++c) w[c] += g[c];
           for (int64_t k = 0; k < L_.K; ++k) {
             const float* src = tile_out + k * te + t_off;
             float* dst = a.acc.get() + k * L_.line_pixels() + a_off;
@@ -598,29 +671,47 @@ class Engine {
     }
     b.output = torch::Tensor();
     ++stats_.batches;
-    // Lines before the next tile's first line are final.
+    stats_.accumulate_s += seconds_since(t0);
+    // Lines before the next tile's first line are final: finish them here, so their accumulator
+    // memory is released before the next batch arrives.
     const int64_t next = b.first_tile + b.count;
     const int64_t done_to = next < L_.grid.count() ? L_.place(next).line : L_.lines;
     FinishedPtr f;
     if (!acc_.empty() && acc_first_ < done_to) {
-      f = std::make_shared<Finished>();
+      std::vector<AccLine> lines;
       while (!acc_.empty() && acc_first_ < done_to) {
-        f->lines.push_back(std::move(acc_.front()));
+        lines.push_back(std::move(acc_.front()));
         acc_.pop_front();
         ++acc_first_;
       }
+      f = std::make_shared<Finished>();
+      f->bands = finish(lines);
     }
     if (next >= L_.grid.count()) {
       UMAMBA_CHECK(acc_.empty(), "engine: internal error, lines left after the last tile");
       if (!f) f = std::make_shared<Finished>();
       f->last = true;
     }
-    stats_.accumulate_s += seconds_since(t0);
     return f;
   }
 
-  // ---- stage 4: finishing bands
-  void finish(Finished& f) {
+  // ---- stage 4: the band callback
+  void emit(Finished& f) {
+    for (const Band& band : f.bands) {
+      const auto t1 = Clock::now();
+      on_band_(band);
+      stats_.callback_s += seconds_since(t1);
+      ++stats_.bands;
+      if (band.last) emitted_all_ = true;
+    }
+    if (f.last) {
+      UMAMBA_CHECK(emitted_all_, "engine: internal error, the last band was not emitted");
+    }
+  }
+
+  // ---- finishing lines into bands (in stage 3)
+  std::vector<Band> finish(std::vector<AccLine>& lines) {
+    std::vector<Band> bands;
     const auto& pad = L_.grid.padding;
     const Shape& s = L_.orig;
     // Split the finished lines into bands: runs of lines inside the original image and, for 2D
@@ -630,8 +721,8 @@ class Engine {
       int64_t z, y;
     };
     std::vector<Run> runs;
-    for (size_t i = 0; i < f.lines.size(); ++i) {
-      const int64_t line = f.lines[i].index;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const int64_t line = lines[i].index;
       int64_t z, y;
       if (L_.dims == 3) {
         z = line - pad[0].below;
@@ -682,34 +773,72 @@ class Engine {
       tbb::parallel_for(int64_t{0}, n * rows_per_line, [&](int64_t u) {
         const int64_t li = u / rows_per_line;
         const int64_t yr = u % rows_per_line;
-        const AccLine& a = f.lines[r.first + static_cast<size_t>(li)];
+        const AccLine& a = lines[r.first + static_cast<size_t>(li)];
         const int64_t row_in_line = L_.dims == 3 ? yr + pad[1].below : 0;
-        const int64_t off = row_in_line * L_.W + pad[2].below;
+        // Padded (z, y) of the row, for its weights.
+        const int64_t cz = L_.dims == 3 ? a.index : a.index / L_.grid.image[1];
+        const int64_t cy = L_.dims == 3 ? row_in_line : a.index % L_.grid.image[1];
         // Output position: z index within band, y within band.
         const int64_t bz = L_.dims == 3 ? li : 0;
         const int64_t by = L_.dims == 3 ? yr : li;
-        finish_row(a, off, band, bz, by);
+        finish_row(a, row_in_line * L_.W + pad[2].below, cz, cy, band, bz, by);
       });
       stats_.finish_s += seconds_since(t0);
-      const auto t1 = Clock::now();
-      on_band_(band);
-      stats_.callback_s += seconds_since(t1);
-      ++stats_.bands;
-      if (band.last) emitted_all_ = true;
+      bands.push_back(std::move(band));
     }
-    for (AccLine& a : f.lines) {
-      acc_pool_.put(std::move(a.acc));
-      weight_pool_.put(std::move(a.weight));
-    }
-    if (f.last && s.pixels() > 0) {
-      UMAMBA_CHECK(emitted_all_, "engine: internal error, the last band was not emitted");
+    for (AccLine& a : lines) acc_pool_.put(std::move(a.acc));
+    return bands;
+  }
+
+  // Is offset `o` of tile position `i` on `axis` weighted (edge margin)?
+  bool weighted(int axis, size_t i, int64_t o) const {
+    const int64_t m = options_.edge_margin;
+    if (m == 0 || (axis == 0 && L_.dims == 2)) return true;
+    const int64_t start = L_.grid.steps[axis][i], p = L_.grid.patch[axis];
+    const int64_t lo = start > 0 ? m : 0;
+    const int64_t hi = start + p < L_.grid.image[axis] ? p - m : p;
+    return o >= lo && o < hi;
+  }
+
+  // The summed tile weights of the row at padded (cz, cy), columns pad .. pad + X, added in tile
+  // raster order: the same float sums the accumulation of the weights themselves would give.
+  void row_weights(int64_t cz, int64_t cy, std::vector<float>& w) const {
+    const int64_t X = L_.orig.x, px0 = L_.grid.padding[2].below;
+    const int64_t py = L_.grid.patch[1], px = L_.grid.patch[2];
+    const auto& sz = L_.grid.steps[0];
+    const auto& sy = L_.grid.steps[1];
+    const auto& sx = L_.grid.steps[2];
+    const auto [z_lo, z_hi] = cover_[0][static_cast<size_t>(cz)];
+    const auto [y_lo, y_hi] = cover_[1][static_cast<size_t>(cy)];
+    w.assign(static_cast<size_t>(X), 0.0f);
+    for (int64_t x = 0; x < X; ++x) {
+      const int64_t cx = x + px0;
+      const auto [x_lo, x_hi] = cover_[2][static_cast<size_t>(cx)];
+      float sum = 0.0f;
+      for (int32_t iz = z_lo; iz < z_hi; ++iz) {
+        const int64_t oz = cz - sz[static_cast<size_t>(iz)];
+        if (!weighted(0, static_cast<size_t>(iz), oz)) continue;
+        for (int32_t iy = y_lo; iy < y_hi; ++iy) {
+          const int64_t oy = cy - sy[static_cast<size_t>(iy)];
+          if (!weighted(1, static_cast<size_t>(iy), oy)) continue;
+          const float* g = weights_.data() + (oz * py + oy) * px;
+          for (int32_t ix = x_lo; ix < x_hi; ++ix) {
+            const int64_t ox = cx - sx[static_cast<size_t>(ix)];
+            if (!weighted(2, static_cast<size_t>(ix), ox)) continue;
+            sum += g[ox];
+          }
+        }
+      }
+      w[static_cast<size_t>(x)] = sum;
     }
   }
 
-  void finish_row(const AccLine& a, int64_t off, Band& band, int64_t bz, int64_t by) {
+  void finish_row(const AccLine& a, int64_t off, int64_t cz, int64_t cy, Band& band, int64_t bz,
+                  int64_t by) {
     const int64_t X = L_.orig.x, K = L_.K;
     const int64_t lp = L_.line_pixels();
-    std::vector<float> logit(static_cast<size_t>(K)), prob(static_cast<size_t>(K));
+    std::vector<float> logit(static_cast<size_t>(K)), prob(static_cast<size_t>(K)), weight;
+    row_weights(cz, cy, weight);
     auto out_index = [&](const Image& img, int64_t k, int64_t x) {
       const Shape& st = img.strides();
       return k * st.c + bz * st.z + by * st.y + x * st.x;
@@ -717,7 +846,7 @@ class Engine {
     float* lg = band.logits.empty() ? nullptr : band.logits.data_as<float>();
     float* pr = band.probabilities.empty() ? nullptr : band.probabilities.data_as<float>();
     for (int64_t x = 0; x < X; ++x) {
-      const float w = a.weight[static_cast<size_t>(off + x)];
+      const float w = weight[static_cast<size_t>(x)];
       if (!(w > 0.0f)) {
         fail("engine: voxel (row {} of band at z {}, y {}, x {}) received no tile weight", by,
              band.z0, band.y0, x);
@@ -772,7 +901,8 @@ class Engine {
   torch::Device device_{torch::kCPU};
   std::optional<Normalizer> normalizer_;
   std::vector<float> weights_;
-  BufferPool in_pool_, acc_pool_, weight_pool_;
+  BufferPool in_pool_, acc_pool_;
+  std::array<std::vector<std::pair<int32_t, int32_t>>, 3> cover_;  // tiles covering a coordinate
   std::vector<std::vector<int64_t>> combos_;
   std::deque<std::unique_ptr<float[]>> in_;  // input window, lines [in_first_, ...)
   int64_t in_first_ = 0;

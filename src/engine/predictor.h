@@ -14,7 +14,7 @@
 // starts at or before a line has been accumulated, all lines before the next tile's first line are
 // final. Those lines are finished (divided, softmax, argmax, padding removed) and handed to the
 // band callback in order. Memory: the input window holds about one patch of lines, the
-// accumulator one patch plus one step, plus the batches in flight.
+// accumulator (K floats per pixel) one patch plus one step, plus the batches in flight.
 //
 // Pipeline (tbb::parallel_pipeline, every stage serial and in order, the work inside each stage
 // parallel): 1. read new lines through the RegionSource, normalise them, cut a batch of tiles
@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -78,6 +79,26 @@ class ReaderSource : public RegionSource {
 
  private:
   io::ImageReader& reader_;
+};
+
+// One file opened by several readers; a region is split into blocks aligned to the file's tiles
+// (columns) or strips (rows) and the blocks are decoded in parallel, one reader per block, since
+// one io::ImageReader decodes its regions one at a time. Use it for large tiled TIFFs, where
+// decoding limits the engine's throughput.
+class ParallelFileSource : public RegionSource {
+ public:
+  // `readers`: how many times the file is opened (0: the TBB thread count, at most 16).
+  explicit ParallelFileSource(const std::filesystem::path& path, int readers = 0);
+  ~ParallelFileSource() override;
+  Shape shape() const override;
+  DType dtype() const override;
+  Geometry geometry() const override;
+  Image read(const Box& box) override;
+  int readers() const { return static_cast<int>(readers_.size()); }
+
+ private:
+  std::vector<std::unique_ptr<io::ImageReader>> readers_;
+  int64_t tile_w_ = 0, tile_h_ = 0;  // TIFF tile size; strips: tile_w_ = 0, tile_h_ = rows
 };
 
 enum Output : unsigned { kClasses = 1u, kProbabilities = 2u, kLogits = 4u };
