@@ -89,6 +89,48 @@ void pass_strided(double* data, int64_t n, int64_t stride, int64_t outer, double
   });
 }
 
+// The first pass straight from the feature mask: along each line the nearest feature before and
+// after every voxel (two sweeps), d = ((p − q)·w)², the same value the lower envelope gives for
+// f ∈ {0, +inf}, without building it. Writes every voxel of `out`.
+void binary_pass(const uint8_t* feature, double* out, int64_t n, int64_t stride, int64_t outer,
+                 double w, double cap) {
+  const int64_t groups_per_block = (stride + kGroup - 1) / kGroup;
+  const int64_t tasks = outer * groups_per_block;
+  const int64_t block = n * stride;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 4), [&](const auto& range) {
+    int64_t last[kGroup];
+    for (int64_t t = range.begin(); t != range.end(); ++t) {
+      const int64_t o = t / groups_per_block;
+      const int64_t c0 = (t % groups_per_block) * kGroup;
+      const int64_t g = std::min(kGroup, stride - c0);
+      const int64_t base = o * block + c0;
+      std::fill(last, last + g, int64_t{-1});
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t* f = feature + base + i * stride;
+        double* d = out + base + i * stride;
+        for (int64_t j = 0; j < g; ++j) {
+          if (f[j]) last[j] = i;
+          const double q = static_cast<double>(i - last[j]) * w;
+          d[j] = last[j] < 0 ? kInf : q * q;
+        }
+      }
+      std::fill(last, last + g, int64_t{-1});
+      for (int64_t i = n - 1; i >= 0; --i) {
+        const uint8_t* f = feature + base + i * stride;
+        double* d = out + base + i * stride;
+        for (int64_t j = 0; j < g; ++j) {
+          if (f[j]) last[j] = i;
+          if (last[j] >= 0) {
+            const double q = static_cast<double>(i - last[j]) * w;
+            d[j] = std::min(d[j], q * q);
+          }
+          if (d[j] > cap) d[j] = kInf;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void lower_envelope_1d(const double* f, int64_t n, double w, double* d, int64_t* v, double* z) {
@@ -143,12 +185,19 @@ void squared_distance_transform(const uint8_t* feature, const Extents& e, const 
                max_distance);
   const int64_t count = e.count();
   const double cap = max_distance * max_distance * (1 + 1e-12);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, count, 1 << 16), [&](const auto& range) {
-    for (int64_t i = range.begin(); i != range.end(); ++i) out[i] = feature[i] ? 0.0 : kInf;
-  });
-  if (e.z > 1) pass_strided(out, e.z, e.y * e.x, 1, s[0], cap);
-  if (e.y > 1) pass_strided(out, e.y, e.x, e.z, s[1], cap);
-  if (e.x > 1) pass_x(out, e, s[2], cap);
+  // The first axis longer than one voxel starts from the mask; the others refine.
+  if (e.z > 1) {
+    binary_pass(feature, out, e.z, e.y * e.x, 1, s[0], cap);
+  } else if (e.y > 1) {
+    binary_pass(feature, out, e.y, e.x, e.z, s[1], cap);
+  } else if (e.x > 1) {
+    binary_pass(feature, out, e.x, 1, e.z * e.y, s[2], cap);
+  } else {
+    out[0] = feature[0] ? 0.0 : kInf;
+  }
+  (void)count;
+  if (e.z > 1 && e.y > 1) pass_strided(out, e.y, e.x, e.z, s[1], cap);
+  if ((e.z > 1 || e.y > 1) && e.x > 1) pass_x(out, e, s[2], cap);
 }
 
 void distance_transform(const uint8_t* feature, const Extents& e, const Spacing& s, double* out) {

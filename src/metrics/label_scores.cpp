@@ -102,7 +102,19 @@ Stats label_stats(const Image& gt, const Image& pred, int64_t n) {
           const TP* b = pb + z * ps.z + y * ps.y;
           // Runs of equal labels grow the boxes once per run, not once per voxel.
           int64_t ru = 0, rv = 0, su = 0, sv = 0;  // current run label and start, per image
+          const bool contiguous = gs.x == 1 && ps.x == 1;
           for (int64_t x = 0; x < s.x; ++x) {
+            if (contiguous && ru == 0 && rv == 0) {
+              // Background in both: skip it 16 voxels at a time.
+              while (x + 16 <= s.x) {
+                uint64_t any = 0;
+                for (int k = 0; k < 16; ++k)
+                  any |= static_cast<uint64_t>(a[x + k]) | static_cast<uint64_t>(b[x + k]);
+                if (any) break;
+                x += 16;
+              }
+              if (x >= s.x) break;
+            }
             const int64_t u = static_cast<int64_t>(a[x * gs.x]);
             const int64_t v = static_cast<int64_t>(b[x * ps.x]);
             if (u != ru) {
@@ -180,7 +192,12 @@ void crop_mask(const Image& image, int64_t label, const std::array<int64_t, 6>& 
         const int64_t z = r / dy, y = r % dy;
         const T* row = base + (box[0] + z) * st.z + (box[1] + y) * st.y + box[2] * st.x;
         uint8_t* out = mask.data() + r * dx;
-        for (int64_t x = 0; x < dx; ++x) out[x] = static_cast<int64_t>(row[x * st.x]) == label;
+        if (st.x == 1) {
+          const T l = static_cast<T>(label);  // label <= kMaxLabel fits T: it was found in T
+          for (int64_t x = 0; x < dx; ++x) out[x] = row[x] == l;
+        } else {
+          for (int64_t x = 0; x < dx; ++x) out[x] = static_cast<int64_t>(row[x * st.x]) == label;
+        }
       }
     });
   });
