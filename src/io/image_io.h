@@ -40,9 +40,10 @@ class ImageReader {
   virtual const ImageInfo& info() const = 0;
   // The whole image (geometry and metadata filled in).
   virtual Image read() = 0;
-  // All channels of a box. TIFF decodes only the strips/tiles the box touches; NIfTI and OpenCV
-  // formats decode the whole image once (kept by the reader) and crop. Throws Error when the box
-  // leaves the image. Calls on one reader are serialised (thread-safe, not parallel).
+  // All channels of a box. TIFF decodes only the strips/tiles the box touches, in parallel (TBB,
+  // one libtiff handle per thread); NIfTI and OpenCV formats decode the whole image once (kept by
+  // the reader) and crop. Throws Error when the box leaves the image. Readers are thread-safe:
+  // concurrent TIFF region reads run in parallel, other formats serialise.
   virtual Image read_region(const Box& box) = 0;
 };
 

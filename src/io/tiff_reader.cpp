@@ -4,9 +4,11 @@
 // Method: the stack is the chain of full-resolution IFDs that share page 0's size and sample
 // format (reduced-resolution pages, FILETYPE_REDUCEDIMAGE, are skipped; SubIFD pyramids are never
 // entered, so level 0 is what is read). Each strip/tile is decoded with TIFFReadEncodedStrip/Tile
-// into the reader's scratch buffer and its intersection with the requested box is copied (and
-// de-interleaved) into the [C,Z,Y,X] output. ImageJ hyperstacks with channels=N store one page per
-// (channel, slice), channel fastest (TIFF 6.0; ImageJ's hyperstack order TZCYXS).
+// into a decoder's scratch buffer and its intersection with the requested box is copied (and
+// de-interleaved) into the [C,Z,Y,X] output. Pieces of a box (one slice × one strip/tile row) are
+// decoded in parallel with TBB by a pool of decoders, each with its own libtiff handle. ImageJ
+// hyperstacks with channels=N store one page per (channel, slice), channel fastest (TIFF 6.0;
+// ImageJ's hyperstack order TZCYXS).
 //
 // Validation before any pixel allocation: sample format and size, strip/tile counts, every
 // strip/tile's byte range against the file's length (truncation), and the declared pixel bytes
@@ -14,15 +16,21 @@
 // per compression scheme's worst-case ratio. libtiff's single allocations are capped at our
 // allocation limit; its messages are captured into the FileError.
 //
+// Deflate is decoded through zlib, not libdeflate: libtiff 4.5's libdeflate path returns success
+// on some corrupt streams with part of the buffer unwritten (a fuzzer finding; the regression file
+// is tests/fuzz/regressions/). Scratch buffers are zeroed before each decode all the same.
+//
 // Limits: 8/16/32/64-bit samples only (no 1-bit bilevel, 12-bit or float16), YCbCr only when JPEG
 // compressed (decoded to RGB by libtiff), no old-style JPEG; palette images return their indices
-// (as tifffile does); MINISWHITE is returned as stored. Calls on one reader are serialised.
+// (as tifffile does); MINISWHITE is returned as stored.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <optional>
+
+#include <tbb/parallel_for.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -124,12 +132,19 @@ PixelFormat read_pixel_format(TIFF* tif) {
 class TiffReader final : public ImageReader {
  public:
   explicit TiffReader(const fs::path& path)
-      : path_(path.string()), handle_(path_, "r"), tif_(handle_.get()) {
+      : path_(path.string()),
+        handle_(std::make_unique<tiff::Handle>(path_, "r")),
+        tif_(handle_->get()) {
     std::error_code ec;
     file_size_ = fs::file_size(path, ec);
     if (ec) throw FileError(path_, "cannot get the file size: " + ec.message());
     scan_pages();
     build_info();
+    // The handle that scanned the file becomes the first decoder.
+    auto first = std::make_unique<Decoder>();
+    first->handle = std::move(handle_);
+    pool_.push_back(std::move(first));
+    tif_ = nullptr;
   }
 
   const ImageInfo& info() const override { return info_; }
@@ -139,19 +154,43 @@ class TiffReader final : public ImageReader {
     return read_region(Box{0, 0, 0, s.z, s.y, s.x});
   }
 
+  // The box is cut into pieces of one slice and one row of strips/tiles; pieces are decoded in
+  // parallel (TBB), each by a decoder with its own libtiff handle and scratch buffer, and each
+  // writes a disjoint part of the output.
   Image read_region(const Box& box) override {
     check_box(path_, info_.shape, box);
-    std::lock_guard<std::mutex> lock(mutex_);
     Image out = Image::zeros(info_.dtype, Shape{info_.shape.c, box.dz, box.dy, box.dx},
                              region_geometry(info_.geometry, box));
+    struct Piece {
+      int64_t z, y0, y1;
+    };
+    std::vector<Piece> pieces;
     for (int64_t z = box.z0; z < box.z0 + box.dz; ++z) {
+      const int64_t rows = pages_[map_.page(0, z)].chunk_h;
+      for (int64_t y = box.y0; y < box.y0 + box.dy;) {
+        const int64_t next = std::min((y / rows + 1) * rows, box.y0 + box.dy);
+        pieces.push_back(Piece{z, y, next});
+        y = next;
+      }
+    }
+    auto decode_piece = [&](const Piece& piece, Decoder& d) {
+      const Box part{piece.z, piece.y0, box.x0, 1, piece.y1 - piece.y0, box.dx};
       if (map_.channels > 1) {
         for (int64_t c = 0; c < map_.channels; ++c) {
-          decode_into(map_.page(c, z), c, out, z - box.z0, box);
+          decode_into(d, map_.page(c, piece.z), c, out, part, box);
         }
       } else {
-        decode_into(map_.page(0, z), 0, out, z - box.z0, box);
+        decode_into(d, map_.page(0, piece.z), 0, out, part, box);
       }
+    };
+    if (pieces.size() < 4) {
+      Lease lease(*this);
+      for (const Piece& piece : pieces) decode_piece(piece, *lease.decoder);
+    } else {
+      tbb::parallel_for(size_t{0}, pieces.size(), [&](size_t i) {
+        Lease lease(*this);
+        decode_piece(pieces[i], *lease.decoder);
+      });
     }
     out.metadata() = info_.metadata;
     return out;
@@ -179,17 +218,16 @@ class TiffReader final : public ImageReader {
       } else {
         ++ignored;  // thumbnails, labels, macro images of slide formats, masks
       }
-      handle_.clear_errors();
+      handle_->clear_errors();
       if (!TIFFReadDirectory(tif_)) {
-        if (!handle_.errors().empty()) {
-          handle_.fail_read(fmt::format("page {} is unreadable", dir + 1));
+        if (!handle_->errors().empty()) {
+          handle_->fail_read(fmt::format("page {} is unreadable", dir + 1));
         }
         break;
       }
     }
     if (reduced > 0) info_.metadata["tiff.reduced_pages_skipped"] = std::to_string(reduced);
     if (ignored > 0) info_.metadata["tiff.other_pages_ignored"] = std::to_string(ignored);
-    current_ifd_ = UINT64_MAX;  // the handle sits on the last directory now
   }
 
   void validate_format(size_t dir) {
@@ -297,7 +335,7 @@ class TiffReader final : public ImageReader {
       const uint64_t offset = TIFFGetStrileOffsetWithErr(tif_, static_cast<uint32_t>(i), &err);
       const uint64_t count =
           err ? 0 : TIFFGetStrileByteCountWithErr(tif_, static_cast<uint32_t>(i), &err);
-      if (err) handle_.fail_read(fmt::format("page {}: strip/tile {} has no offset", dir, i));
+      if (err) handle_->fail_read(fmt::format("page {}: strip/tile {} has no offset", dir, i));
       if (count == 0) continue;  // sparse chunk (decodes as zeros), or caught when decoded
       if (offset > file_size_ || count > file_size_ - offset) {
         bad(
@@ -326,7 +364,9 @@ class TiffReader final : public ImageReader {
   void build_info() {
     info_.format = "tiff";
     const Page& p0 = pages_.front();
-    select_page(0);
+    handle_->clear_errors();
+    if (!TIFFSetSubDirectory(tif_, p0.ifd_offset)) handle_->fail_read("page 0 cannot be re-read");
+    if (p0.jpeg_rgb) TIFFSetField(tif_, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
     std::string description;
     if (char* text = nullptr; TIFFGetField(tif_, TIFFTAG_IMAGEDESCRIPTION, &text) == 1 && text) {
       description = text;
@@ -445,21 +485,63 @@ class TiffReader final : public ImageReader {
 
   // ---- decoding --------------------------------------------------------------------------------
 
-  void select_page(size_t index) {
-    const Page& p = pages_[index];
-    if (current_ifd_ == p.ifd_offset) return;
-    handle_.clear_errors();
-    if (!TIFFSetSubDirectory(tif_, p.ifd_offset)) {
-      current_ifd_ = UINT64_MAX;
-      handle_.fail_read(fmt::format("page {} cannot be re-read", index));
+  // One libtiff handle positioned on some page, with its scratch buffer for one strip/tile.
+  struct Decoder {
+    std::unique_ptr<tiff::Handle> handle;
+    uint64_t current_ifd = UINT64_MAX;
+    std::vector<uint8_t> scratch;
+  };
+
+  // A decoder taken from the pool (or newly opened) for the lifetime of the lease.
+  struct Lease {
+    TiffReader& reader;
+    std::unique_ptr<Decoder> decoder;
+    explicit Lease(TiffReader& r) : reader(r) {
+      {
+        std::lock_guard<std::mutex> lock(r.pool_mutex_);
+        if (!r.pool_.empty()) {
+          decoder = std::move(r.pool_.back());
+          r.pool_.pop_back();
+        }
+      }
+      if (!decoder) {
+        decoder = std::make_unique<Decoder>();
+        decoder->handle = std::make_unique<tiff::Handle>(r.path_, "r");
+      }
     }
-    if (p.jpeg_rgb) TIFFSetField(tif_, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
-    current_ifd_ = p.ifd_offset;
+    ~Lease() {
+      std::lock_guard<std::mutex> lock(reader.pool_mutex_);
+      reader.pool_.push_back(std::move(decoder));
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+  };
+
+  void select_page(Decoder& d, size_t index) {
+    const Page& p = pages_[index];
+    if (d.current_ifd == p.ifd_offset) return;
+    TIFF* tif = d.handle->get();
+    d.handle->clear_errors();
+    if (!TIFFSetSubDirectory(tif, p.ifd_offset)) {
+      d.current_ifd = UINT64_MAX;
+      d.handle->fail_read(fmt::format("page {} cannot be re-read", index));
+    }
+    if (p.jpeg_rgb) TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+    if (p.compression == COMPRESSION_ADOBE_DEFLATE || p.compression == COMPRESSION_DEFLATE) {
+      // libtiff 4.5's libdeflate path reports success on some corrupt streams and leaves part of
+      // the buffer unwritten (found by our fuzzer); its zlib path reports the error.
+      TIFFSetField(tif, TIFFTAG_DEFLATE_SUBCODEC, DEFLATE_SUBCODEC_ZLIB);
+    }
+    d.current_ifd = p.ifd_offset;
   }
 
-  // Decodes the chunks of page `index` that meet `box` into out[channel_first.., z_out].
-  void decode_into(size_t index, int64_t channel_first, Image& out, int64_t z_out, const Box& box) {
-    select_page(index);
+  // Decodes the chunks of page `index` that meet `box` (one slice) into out[channel_first..],
+  // where `out` holds the region `origin`.
+  void decode_into(Decoder& d, size_t index, int64_t channel_first, Image& out, const Box& box,
+                   const Box& origin) {
+    select_page(d, index);
+    TIFF* tif = d.handle->get();
+    const int64_t z_out = box.z0 - origin.z0;
     const Page& p = pages_[index];
     const int64_t spp = map_.channels > 1 ? 1 : format_.spp;
     const int64_t planes = p.planar ? spp : 1;
@@ -467,7 +549,7 @@ class TiffReader final : public ImageReader {
     const size_t chunk_bytes = checked_allocation_size(
         uint64_t{p.chunk_w} * p.chunk_h * static_cast<uint64_t>(samples_in_chunk), bytes_,
         path_ + ": one strip/tile");
-    if (scratch_.size() < chunk_bytes) scratch_.resize(chunk_bytes);
+    if (d.scratch.size() < chunk_bytes) d.scratch.resize(chunk_bytes);
 
     const int64_t r_first = box.y0 / p.chunk_h, r_last = (box.y0 + box.dy - 1) / p.chunk_h;
     const int64_t q_first = box.x0 / p.chunk_w, q_last = (box.x0 + box.dx - 1) / p.chunk_w;
@@ -482,11 +564,12 @@ class TiffReader final : public ImageReader {
           const int64_t cx0 = q * p.chunk_w;
           const uint32_t chunk = static_cast<uint32_t>((s * p.down + r) * p.across + q);
           const tmsize_t want = static_cast<tmsize_t>(rows * p.chunk_w * samples_in_chunk * bytes_);
-          handle_.clear_errors();
-          const tmsize_t got = p.tiled ? TIFFReadEncodedTile(tif_, chunk, scratch_.data(), want)
-                                       : TIFFReadEncodedStrip(tif_, chunk, scratch_.data(), want);
-          if (got != want || !handle_.errors().empty()) {
-            handle_.fail_read(fmt::format(
+          d.handle->clear_errors();
+          std::memset(d.scratch.data(), 0, static_cast<size_t>(want));
+          const tmsize_t got = p.tiled ? TIFFReadEncodedTile(tif, chunk, d.scratch.data(), want)
+                                       : TIFFReadEncodedStrip(tif, chunk, d.scratch.data(), want);
+          if (got != want || !d.handle->errors().empty()) {
+            d.handle->fail_read(fmt::format(
                 "page {}: {} {} cannot be decoded{}", index, p.tiled ? "tile" : "strip", chunk,
                 got >= 0 && got != want ? fmt::format(" ({} of {} bytes)", got, want) : ""));
           }
@@ -498,9 +581,9 @@ class TiffReader final : public ImageReader {
               std::min({box.x0 + box.dx, cx0 + int64_t{p.chunk_w}, int64_t{format_.width}});
           const int64_t n = x_end - x_begin;
           for (int64_t y = y_begin; y < y_end; ++y) {
-            const uint8_t* src = scratch_.data() + ((y - cy0) * p.chunk_w + (x_begin - cx0)) *
-                                                       samples_in_chunk * bytes_;
-            const int64_t out_row = z_out * os.z + (y - box.y0) * os.y + (x_begin - box.x0);
+            const uint8_t* src = d.scratch.data() + ((y - cy0) * p.chunk_w + (x_begin - cx0)) *
+                                                        samples_in_chunk * bytes_;
+            const int64_t out_row = z_out * os.z + (y - origin.y0) * os.y + (x_begin - origin.x0);
             if (samples_in_chunk == 1) {
               const int64_t c = channel_first + s;
               std::memcpy(out_bytes + (c * os.c + out_row) * bytes_, src, n * bytes_);
@@ -541,8 +624,8 @@ class TiffReader final : public ImageReader {
   }
 
   std::string path_;
-  tiff::Handle handle_;
-  TIFF* tif_;
+  std::unique_ptr<tiff::Handle> handle_;  // while opening; then the first decoder's
+  TIFF* tif_;                             // handle_'s, while opening
   uint64_t file_size_ = 0;
   PixelFormat format_;
   DType dtype_ = DType::U8;
@@ -557,9 +640,8 @@ class TiffReader final : public ImageReader {
     }
   } map_;
   std::vector<Page> pages_;
-  uint64_t current_ifd_ = UINT64_MAX;
-  std::vector<uint8_t> scratch_;  // one decoded strip/tile
-  std::mutex mutex_;
+  std::vector<std::unique_ptr<Decoder>> pool_;  // idle decoders
+  std::mutex pool_mutex_;
   ImageInfo info_;
 };
 

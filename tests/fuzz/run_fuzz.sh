@@ -17,12 +17,13 @@ if [ ! -f "$out/build.ninja" ]; then
 fi
 cmake --build "$out" --target fuzz_tiff fuzz_nifti -j 2
 
-# Seeds: the real files, and the small generated files in tests/fuzz/seeds.
+# Seeds: the real files, the small generated files in tests/fuzz/seeds, and past findings
+# (tests/fuzz/regressions, each also a named GoogleTest case).
 for kind in tiff nifti; do
   mkdir -p "$out/seeds-$kind" "$out/corpus-$kind"
 done
 cp -f "$src"/examples/data/dsb2018/*.tif "$src"/examples/data/go-nuclear/*.tif "$out/seeds-tiff/"
-cp -f "$src"/tests/fuzz/seeds/*.tif "$out/seeds-tiff/"
+cp -f "$src"/tests/fuzz/seeds/*.tif "$src"/tests/fuzz/regressions/*.tif "$out/seeds-tiff/"
 if [ -n "$shared" ] && [ -d "$shared/cells2d/neurips-cellseg/labels" ]; then
   cp -f "$shared"/cells2d/neurips-cellseg/labels/*.tif* "$out/seeds-tiff/"
 fi

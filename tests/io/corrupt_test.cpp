@@ -114,6 +114,19 @@ TEST(Io_Corrupt, flipped_bytes_read_or_fail_cleanly) {
   for (const auto& [k, v] : counts) std::cout << "  " << k << ": " << v << "\n";
 }
 
+// Fuzzer finding: a deflate strip with an invalid literal/length code, which libtiff 4.5's
+// libdeflate path decodes "successfully" with part of the buffer left unwritten (so a region read
+// after a full read differed from it). Now an error naming the file.
+TEST(Io_Corrupt, regression_corrupt_deflate_strip_is_an_error) {
+  const auto path = test::source_path("tests/fuzz/regressions/tiff-deflate-silent-short-strip.tif");
+  try {
+    read_image(path);
+    FAIL() << "corrupt deflate data accepted";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be decoded"), std::string::npos) << e.what();
+  }
+}
+
 // A TIFF that declares 10^12 pixels in one deflate strip of 10 bytes: refused at open, with no
 // allocation of the declared size.
 TEST(Io_Corrupt, absurd_declared_size_is_refused) {

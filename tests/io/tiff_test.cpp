@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <tiffio.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "core/memory.h"
@@ -114,6 +116,40 @@ TEST(Io_Tiff, region_reads_equal_crops_of_full_reads) {
     }
   }
   EXPECT_EQ(checked, 4 * 2 * 60);
+}
+
+// Threads sharing one reader: every region equals the crop of a full read (each read decodes in
+// parallel inside too, with decoders taken from the reader's pool).
+TEST(Io_Tiff, concurrent_region_reads_from_threads) {
+  TempDir dir;
+  const Shape shape{2, 3, 300, 257};
+  const Image img = random_image(DType::U16, shape, 21);
+  WriteOptions opt;
+  opt.tile_size = 32;
+  write_image(dir / "c.tif", img, opt);
+  auto reader = open_image(dir / "c.tif");
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0}, reads{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<uint32_t>(t));
+      for (int i = 0; i < 25; ++i) {
+        Box b;
+        b.dz = std::uniform_int_distribution<int64_t>(1, shape.z)(rng);
+        b.dy = std::uniform_int_distribution<int64_t>(1, shape.y)(rng);
+        b.dx = std::uniform_int_distribution<int64_t>(1, shape.x)(rng);
+        b.z0 = std::uniform_int_distribution<int64_t>(0, shape.z - b.dz)(rng);
+        b.y0 = std::uniform_int_distribution<int64_t>(0, shape.y - b.dy)(rng);
+        b.x0 = std::uniform_int_distribution<int64_t>(0, shape.x - b.dx)(rng);
+        if (!reader->read_region(b).same_pixels(crop(img, b))) ++mismatches;
+        ++reads;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(reads.load(), 150);
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_TRUE(reader->read().same_pixels(img));
 }
 
 TEST(Io_Tiff, region_geometry_moves_origin) {

@@ -163,6 +163,22 @@ int run(int argc, char** argv) {
       return 5;
     }
   }
+  if (cmd == "selfcheck") {
+    // What the fuzz targets check: one reader, a full read, then a region read that must equal
+    // the crop of the full read.
+    auto reader = umamba::io::open_image(argv[2]);
+    const Image full = reader->read();
+    const Shape s = reader->info().shape;
+    const umamba::Box b{s.z / 2, s.y / 3, s.x / 4, 1, s.y - s.y / 3, (s.x + 1) / 2};
+    const Image region = reader->read_region(b);
+    const bool same = region.same_pixels(full.region(b).clone());
+    std::cout << (same ? "same" : "DIFFERENT") << "\n";
+    if (!same) {
+      write_npy("selfcheck_full.npy", full);
+      write_npy("selfcheck_region.npy", region);
+    }
+    return same ? 0 : 6;
+  }
   if (cmd == "read") {
     if (argc < 4) return usage();
     auto reader = umamba::io::open_image(argv[2]);
