@@ -1,0 +1,196 @@
+// Building blocks of the U-Mamba and nnU-Net networks; see blocks.h for names and sources.
+#include "model/blocks.h"
+
+#include <torch/torch.h>
+
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+
+namespace umamba::model {
+namespace {
+
+torch::Tensor lrelu(const torch::Tensor& x) {
+  return torch::leaky_relu(x, 0.01);
+}
+
+IntList ones(size_t n) {
+  return IntList(n, 1);
+}
+IntList zeros(size_t n) {
+  return IntList(n, 0);
+}
+IntList half(const IntList& kernel) {
+  IntList p;
+  for (int64_t k : kernel) p.push_back(k / 2);
+  return p;
+}
+
+}  // namespace
+
+ConvImpl::ConvImpl(int64_t in, int64_t out, IntList kernel, IntList stride_, IntList padding_,
+                   bool with_bias)
+    : stride(std::move(stride_)), padding(std::move(padding_)) {
+  const size_t dims = kernel.size();
+  UMAMBA_CHECK(
+      (dims == 1 || dims == 2 || dims == 3) && stride.size() == dims && padding.size() == dims,
+      "Conv: kernel {}, stride {}, padding {} must have 1, 2 or 3 matching axes",
+      fmt::join(kernel, "x"), fmt::join(stride, "x"), fmt::join(padding, "x"));
+  IntList shape = {out, in};
+  shape.insert(shape.end(), kernel.begin(), kernel.end());
+  weight = register_parameter("weight", torch::empty(shape));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  // PyTorch's default (kaiming-uniform a=√5, bias U(±1/√fan_in)); the networks then apply He init.
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
+    bias.uniform_(-bound, bound);
+  }
+}
+
+torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  const int64_t dims = weight.dim() - 2;
+  if (dims == 2) return torch::conv2d(x, weight, bias, stride, padding);
+  if (dims == 3) return torch::conv3d(x, weight, bias, stride, padding);
+  return torch::conv1d(x, weight, bias, stride, padding);
+}
+
+void ConvImpl::he_init(double neg_slope) {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_normal_(weight, neg_slope, torch::kFanIn, torch::kLeakyReLU);
+  if (bias.defined()) bias.zero_();
+}
+
+ConvTransposeImpl::ConvTransposeImpl(int64_t in, int64_t out, IntList stride_, bool with_bias)
+    : stride(std::move(stride_)) {
+  UMAMBA_CHECK(stride.size() == 2 || stride.size() == 3,
+               "ConvTranspose: stride {} must have 2 or 3 axes", fmt::join(stride, "x"));
+  IntList shape = {in, out};
+  shape.insert(shape.end(), stride.begin(), stride.end());
+  weight = register_parameter("weight", torch::empty(shape));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
+    bias.uniform_(-bound, bound);
+  }
+}
+
+torch::Tensor ConvTransposeImpl::forward(const torch::Tensor& x) {
+  if (stride.size() == 2) return torch::conv_transpose2d(x, weight, bias, stride);
+  return torch::conv_transpose3d(x, weight, bias, stride);
+}
+
+void ConvTransposeImpl::he_init(double neg_slope) {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_normal_(weight, neg_slope, torch::kFanIn, torch::kLeakyReLU);
+  if (bias.defined()) bias.zero_();
+}
+
+InstanceNormImpl::InstanceNormImpl(int64_t channels, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({channels}));
+  bias = register_parameter("bias", torch::zeros({channels}));
+}
+
+torch::Tensor InstanceNormImpl::forward(const torch::Tensor& x) {
+  return torch::instance_norm(x, weight, bias, /*running_mean=*/{}, /*running_var=*/{},
+                              /*use_input_stats=*/true, /*momentum=*/0.1, eps,
+                              at::globalContext().userEnabledCuDNN());
+}
+
+ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, const IntList& kernel,
+                                 const IntList& stride, bool nonlin_)
+    : nonlin(nonlin_) {
+  conv = register_module("conv", Conv(in, out, kernel, stride, half(kernel), true));
+  norm = register_module("norm", InstanceNorm(out));
+}
+
+torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = norm->forward(conv->forward(x));
+  return nonlin ? lrelu(y) : y;
+}
+
+BasicResBlockImpl::BasicResBlockImpl(int64_t in, int64_t out, const IntList& kernel,
+                                     const IntList& stride, bool use_1x1conv) {
+  const size_t dims = kernel.size();
+  conv1 = register_module("conv1", Conv(in, out, kernel, stride, half(kernel), true));
+  norm1 = register_module("norm1", InstanceNorm(out));
+  conv2 = register_module("conv2", Conv(out, out, kernel, ones(dims), half(kernel), true));
+  norm2 = register_module("norm2", InstanceNorm(out));
+  if (use_1x1conv) {
+    conv3 = register_module("conv3", Conv(in, out, ones(dims), stride, zeros(dims), true));
+  } else {
+    bool unit_stride = true;
+    for (int64_t s : stride) unit_stride = unit_stride && s == 1;
+    UMAMBA_CHECK(in == out && unit_stride,
+                 "BasicResBlock without 1×1 skip needs in == out and stride 1 (got {} → {}, "
+                 "stride {})",
+                 in, out, fmt::join(stride, "x"));
+  }
+}
+
+torch::Tensor BasicResBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = lrelu(norm1->forward(conv1->forward(x)));
+  y = norm2->forward(conv2->forward(y));
+  y = y + (conv3 ? conv3->forward(x) : x);
+  return lrelu(y);
+}
+
+BasicBlockDImpl::BasicBlockDImpl(int64_t channels, const IntList& kernel) {
+  const IntList unit = ones(kernel.size());
+  conv1 = register_module("conv1", ConvNormAct(channels, channels, kernel, unit, true));
+  conv2 = register_module("conv2", ConvNormAct(channels, channels, kernel, unit, false));
+}
+
+torch::Tensor BasicBlockDImpl::forward(const torch::Tensor& x) {
+  return lrelu(conv2->forward(conv1->forward(x)) + x);
+}
+
+void BlockSequenceImpl::push_back(std::shared_ptr<BlockImpl> block) {
+  register_module(std::to_string(blocks_.size()), block);
+  blocks_.push_back(std::move(block));
+}
+
+torch::Tensor BlockSequenceImpl::forward(torch::Tensor x) {
+  for (const auto& b : blocks_) x = b->forward(x);
+  return x;
+}
+
+StackedConvBlocksImpl::StackedConvBlocksImpl(int64_t num_convs, int64_t in, int64_t out,
+                                             const IntList& kernel, const IntList& initial_stride) {
+  UMAMBA_CHECK(num_convs >= 1, "StackedConvBlocks: {} convs", num_convs);
+  convs = register_module("convs", BlockSequence());
+  convs->push_back(ConvNormAct(in, out, kernel, initial_stride, true).ptr());
+  for (int64_t i = 1; i < num_convs; ++i) {
+    convs->push_back(ConvNormAct(out, out, kernel, ones(kernel.size()), true).ptr());
+  }
+}
+
+torch::Tensor StackedConvBlocksImpl::forward(const torch::Tensor& x) {
+  return convs->forward(x);
+}
+
+UpsampleLayerImpl::UpsampleLayerImpl(int64_t in, int64_t out, IntList scale_)
+    : scale(std::move(scale_)) {
+  conv = register_module(
+      "conv", Conv(in, out, ones(scale.size()), ones(scale.size()), zeros(scale.size()), true));
+}
+
+torch::Tensor UpsampleLayerImpl::forward(const torch::Tensor& x) {
+  std::vector<double> factors(scale.begin(), scale.end());
+  const torch::Tensor up = torch::nn::functional::interpolate(
+      x,
+      torch::nn::functional::InterpolateFuncOptions().scale_factor(factors).mode(torch::kNearest));
+  return conv->forward(up);
+}
+
+void apply_he_init(torch::nn::Module& module, double neg_slope) {
+  for (const auto& m : module.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<ConvImpl>()) c->he_init(neg_slope);
+    if (auto* t = m->as<ConvTransposeImpl>()) t->he_init(neg_slope);
+  }
+}
+
+}  // namespace umamba::model

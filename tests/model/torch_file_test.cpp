@@ -1,0 +1,106 @@
+// The restricted torch.save reader on real nnU-Net-style checkpoints (numpy scalars, torch.device,
+// OrderedDict state_dicts, optimiser state), on a file whose pickle references os.system, and on
+// damaged files.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "model/sha256.h"
+#include "model/torch_file.h"
+#include "model_test_util.h"
+
+namespace umamba::model {
+namespace {
+
+const std::string kCheckpoint =
+    test::fixture_dir("bot2d") +
+    "/nnUNetTrainerUMambaBot__nnUNetPlans__2d/fold_0/checkpoint_final.pth";
+
+TEST(Model_TorchFile, reads_nnunet_checkpoint_fields) {
+  const TorchFile f = read_torch_file(kCheckpoint);
+  ASSERT_EQ(f.root->kind, PyValue::Kind::Dict);
+  EXPECT_EQ(f.root->get("trainer_name")->s, "nnUNetTrainerUMambaBot");
+  EXPECT_EQ(f.root->get("current_epoch")->i, 2);
+  // numpy.float64 scalars become floats.
+  ASSERT_EQ(f.root->get("_best_ema")->kind, PyValue::Kind::Float);
+  EXPECT_DOUBLE_EQ(f.root->get("_best_ema")->f, 0.51);
+  const auto logging = f.root->get("logging");
+  EXPECT_DOUBLE_EQ(logging->get("mean_fg_dice")->items[1]->f, 0.6);
+  EXPECT_NEAR(logging->get("train_losses")->items[0]->f, -0.2, 1e-7);  // numpy.float32
+  const auto init_args = f.root->get("init_args");
+  EXPECT_EQ(init_args->get("configuration")->s, "2d");
+  EXPECT_EQ(init_args->get("fold")->i, 0);
+  EXPECT_EQ(init_args->get("device")->s, "cuda");
+  EXPECT_EQ(init_args->get("plans")->get("plans_name")->s, "nnUNetPlans");
+  // inference_allowed_mirroring_axes is a tuple (0, 1).
+  const auto axes = f.root->get("inference_allowed_mirroring_axes");
+  ASSERT_EQ(axes->kind, PyValue::Kind::Tuple);
+  EXPECT_EQ(axes->items.size(), 2u);
+  // The state_dict (an OrderedDict) and the optimiser's momentum buffers are tensors.
+  const auto weights = tensor_dict(f.root->get("network_weights"), "network_weights");
+  EXPECT_EQ(weights.at("encoder.stem.0.conv1.weight").sizes().vec(),
+            (std::vector<int64_t>{4, 2, 3, 3}));
+  // Aliases share the storage of their original, as in the file.
+  EXPECT_EQ(weights.at("encoder.stem.0.conv1.weight").data_ptr(),
+            weights.at("decoder.encoder.stem.0.conv1.weight").data_ptr());
+  const auto state = f.root->get("optimizer_state")->get("state");
+  ASSERT_TRUE(state);
+  EXPECT_FALSE(state->dict.empty());
+  EXPECT_EQ(state->dict[0].second->get("momentum_buffer")->kind, PyValue::Kind::Tensor);
+  EXPECT_TRUE(f.opaque_globals.empty());
+  const nlohmann::json j = to_json(f.root->get("init_args"));
+  EXPECT_EQ(j["configuration"], "2d");
+}
+
+TEST(Model_TorchFile, never_runs_foreign_globals) {
+  const std::string path = test::fixture_dir("untrusted_global.pt");
+  // Lenient: the global becomes an inert placeholder; the tensors are still readable.
+  const TorchFile f = read_torch_file(path);
+  ASSERT_EQ(f.opaque_globals.size(), 1u);
+  EXPECT_EQ(f.opaque_globals[0], "posix.system");
+  EXPECT_EQ(f.root->get("payload")->kind, PyValue::Kind::Opaque);
+  const auto w = tensor_dict(f.root->get("weights"), "weights");
+  EXPECT_TRUE(torch::equal(w.at("w"), torch::arange(6, torch::kFloat32).reshape({2, 3})));
+  // Strict: refused, naming the global.
+  TorchFileOptions strict;
+  strict.strict = true;
+  try {
+    read_torch_file(path, strict);
+    FAIL() << "strict read accepted os.system";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("posix.system"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Model_TorchFile, damaged_files_are_errors_not_crashes) {
+  test::TempDir tmp("torch_file_damage");
+  std::ifstream in(kCheckpoint, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 1000u);
+  // Truncated at several points, and with bytes flipped inside the pickle.
+  for (size_t cut : {size_t(10), bytes.size() / 3, bytes.size() - 100}) {
+    const std::string p = tmp.str("cut" + std::to_string(cut) + ".pth");
+    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
+    EXPECT_THROW(read_torch_file(p), Error) << "cut at " << cut;
+  }
+  const std::string text = tmp.str("text.pth");
+  std::ofstream(text) << "not a torch file";
+  EXPECT_THROW(read_torch_file(text), FileError);
+  EXPECT_THROW(read_torch_file(tmp.str("missing.pth")), Error);
+  EXPECT_THROW(tensor_dict(read_torch_file(kCheckpoint).root, "root"), Error);  // not all tensors
+}
+
+TEST(Model_Sha256, known_vectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+}  // namespace
+}  // namespace umamba::model
