@@ -2,6 +2,7 @@
 // with a clear message (missing, duplicate, shape, spacing), and the files it writes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -39,9 +40,11 @@ Image cells(int64_t h, int64_t w, int shift, std::array<double, 3> spacing = {1,
   Image img = Image::zeros(DType::U16, Shape{1, 1, h, w});
   img.geometry().spacing = spacing;
   auto* p = img.data_as<uint16_t>();
+  // Up to four 5x7 cells stacked along Y; those that do not fit the image are left out.
   for (int c = 0; c < 4; ++c)
-    for (int64_t y = 5 + 10 * c; y < 10 + 10 * c; ++y)
-      for (int64_t x = 5 + shift; x < 12 + shift; ++x) p[y * w + x] = static_cast<uint16_t>(c + 1);
+    for (int64_t y = 5 + 10 * c; y < std::min<int64_t>(10 + 10 * c, h); ++y)
+      for (int64_t x = 5 + shift; x < std::min<int64_t>(12 + shift, w); ++x)
+        p[y * w + x] = static_cast<uint16_t>(c + 1);
   return img;
 }
 
