@@ -30,7 +30,7 @@ void run_engine_bench(const engine::EngineBenchOptions& options, bool json) {
 void add_bench_engine(CLI::App& bench) {
   struct Options {
     engine::EngineBenchOptions o;
-    std::string input, work_dir, model_file;
+    std::string input, work_dir, model_file, network_config;
     bool json = false;
   };
   auto opts = std::make_shared<Options>();
@@ -58,14 +58,20 @@ void add_bench_engine(CLI::App& bench) {
       ->capture_default_str()
       ->envname("UMAMBA_BENCH_ENGINE_DEVICE");
   cmd->add_option("--model", o.model,
-                  "tiny (conv3x3-ReLU-conv3x3 net) or torchscript (--model-file)")
+                  "tiny (conv3x3-ReLU-conv3x3 net), torchscript (--model-file), umamba-bot, "
+                  "umamba-enc or plain (the paper's 2D microscopy configuration, random weights), "
+                  "network (--network-config)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"tiny", "torchscript"}))
+      ->check(
+          CLI::IsMember({"tiny", "torchscript", "umamba-bot", "umamba-enc", "plain", "network"}))
       ->envname("UMAMBA_BENCH_ENGINE_MODEL");
   cmd->add_option("--model-file", opts->model_file,
                   "TorchScript module (batch [N,C,Y,X] -> logits, or a list whose first entry is "
                   "the full-resolution logits)")
       ->envname("UMAMBA_BENCH_ENGINE_MODEL_FILE");
+  cmd->add_option("--network-config", opts->network_config,
+                  "umamba::model NetworkConfig JSON (--model network)")
+      ->envname("UMAMBA_BENCH_ENGINE_NETWORK_CONFIG");
   cmd->add_option("--width", o.width, "tiny: hidden channels")
       ->capture_default_str()
       ->check(CLI::PositiveNumber)
@@ -117,6 +123,7 @@ void add_bench_engine(CLI::App& bench) {
     opts->o.input = opts->input;
     opts->o.work_dir = opts->work_dir;
     opts->o.model_file = opts->model_file;
+    opts->o.network_config = opts->network_config;
     run_engine_bench<build_info::kTorch>(opts->o, opts->json);
   });
 }

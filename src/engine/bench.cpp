@@ -28,6 +28,10 @@
 #include "engine/predictor.h"
 #include "engine/tile_model.h"
 #include "io/image_io.h"
+#if defined(UMAMBA_ENGINE_WITH_MODEL)
+#include "model/network_config.h"
+#include "model/networks.h"
+#endif
 
 namespace umamba::engine {
 namespace {
@@ -147,6 +151,31 @@ void synchronize(const torch::Device& d) {
 
 }  // namespace
 
+#if defined(UMAMBA_ENGINE_WITH_MODEL)
+// The paper's 2D microscopy configuration (peer-perf.md §4: 8 stages at 512², features
+// 32·2^i capped at 512, 3×3 kernels, strides 1 then 2, two convs per stage), with as many stages
+// as halve the patch down to 4 pixels.
+model::NetworkConfig microscopy_config(model::Architecture arch, int64_t patch, int64_t in,
+                                       int64_t classes) {
+  model::NetworkConfig c;
+  c.architecture = arch;
+  c.input_channels = static_cast<int>(in);
+  c.num_classes = static_cast<int>(classes);
+  int stages = 1;
+  for (int64_t p = patch; p % 2 == 0 && p / 2 >= 4; p /= 2) ++stages;
+  for (int i = 0; i < stages; ++i) {
+    c.features_per_stage.push_back(std::min(32 << i, 512));
+    c.kernel_sizes.push_back({3, 3});
+    c.strides.push_back(i == 0 ? std::vector<int>{1, 1} : std::vector<int>{2, 2});
+    c.n_conv_per_stage_encoder.push_back(2);
+    if (i > 0) c.n_conv_per_stage_decoder.push_back(2);
+  }
+  c.patch_size = {static_cast<int>(patch), static_cast<int>(patch)};
+  c.deep_supervision = false;
+  return c;
+}
+#endif
+
 nlohmann::json run_engine_bench(const EngineBenchOptions& o) {
   UMAMBA_CHECK(o.size >= 1, "bench engine: --size {} must be positive", o.size);
   UMAMBA_CHECK(o.patch >= 8, "bench engine: --patch {} too small", o.patch);
@@ -189,7 +218,7 @@ nlohmann::json run_engine_bench(const EngineBenchOptions& o) {
   }
   if (o.torch_threads > 0) at::set_num_threads(o.torch_threads);
   std::unique_ptr<TileModel> model;
-  const std::vector<int64_t> patch{o.patch, o.patch};
+  const std::vector<int64_t> patch{o.patch, o.patch};  // tiny and torchscript models
   ParallelFileSource file_source(input, o.readers);
   const int64_t in_channels = file_source.shape().c;
   torch::jit::script::Module script;
@@ -211,8 +240,44 @@ nlohmann::json run_engine_bench(const EngineBenchOptions& o) {
           fail("bench engine: the TorchScript model returned neither a tensor nor a list");
         },
         TileModelSpec{in_channels, o.classes, patch}, device);
+  } else if (o.model == "umamba-bot" || o.model == "umamba-enc" || o.model == "plain" ||
+             o.model == "network") {
+#if defined(UMAMBA_ENGINE_WITH_MODEL)
+    model::NetworkConfig config;
+    if (o.model == "network") {
+      UMAMBA_CHECK(!o.network_config.empty(),
+                   "bench engine: --model network needs --network-config");
+      std::ifstream f(o.network_config);
+      UMAMBA_CHECK(f.good(), "bench engine: cannot read {}", o.network_config.string());
+      config = model::NetworkConfig::from_json(nlohmann::json::parse(f));
+      config.deep_supervision = false;
+    } else {
+      config = microscopy_config(o.model == "plain"        ? model::Architecture::PlainConvUNet
+                                 : o.model == "umamba-bot" ? model::Architecture::UMambaBot
+                                                           : model::Architecture::UMambaEnc,
+                                 o.patch, in_channels, o.classes);
+    }
+    UMAMBA_CHECK(config.dims() == 2 && config.input_channels == in_channels,
+                 "bench engine: the network must be 2D with {} input channels", in_channels);
+    torch::manual_seed(1);
+    std::shared_ptr<model::SegmentationNetwork> net = model::make_network(config);
+    net->to(device);
+    net->eval();
+    result["network"] = config.to_json();
+    result["network"]["parameters"] = net->parameter_count();
+    model = std::make_unique<FunctionTileModel>(
+        [net](const torch::Tensor& x) { return net->forward(x)[0]; },
+        TileModelSpec{
+            in_channels, config.num_classes, {config.patch_size.at(0), config.patch_size.at(1)}},
+        device);
+#else
+    fail("bench engine: --model {} needs umamba::model, which this build lacks", o.model);
+#endif
   } else {
-    fail("bench engine: unknown --model '{}' (tiny or torchscript)", o.model);
+    fail(
+        "bench engine: unknown --model '{}' (tiny, torchscript, umamba-bot, umamba-enc, plain, "
+        "network)",
+        o.model);
   }
 
   EngineOptions eo;

@@ -24,8 +24,12 @@ struct EngineBenchOptions {
   int64_t size = 40000;            // edge of the synthetic u8 image (pixels)
   bool keep_output = false;        // keep the written class map (default: removed)
   std::string device = "cpu";      // "cpu", "cuda", "cuda:1"
-  std::string model = "tiny";      // "tiny": a small conv net; "torchscript": model_file
+  // "tiny": a small conv net; "torchscript": model_file; "umamba-bot", "umamba-enc", "plain": the
+  // paper's 2D microscopy configuration (8 stages at 512²) built by umamba::model, randomly
+  // initialised; "network": umamba::model's NetworkConfig JSON in network_config.
+  std::string model = "tiny";
   std::filesystem::path model_file;
+  std::filesystem::path network_config;
   int64_t width = 8;    // tiny: hidden channels
   int64_t classes = 3;  // tiny: output classes (background, interior, boundary)
   int64_t patch = 512;  // square 2D patch

@@ -186,6 +186,21 @@ NetworkConfig NetworkConfig::from_nnunet_plans(const nlohmann::json& plans,
   c.architecture = architecture;
   c.input_channels = input_channels;
   c.num_classes = num_classes;
+  if (cm.contains("architecture") && cm["architecture"].contains("arch_kwargs")) {
+    // nnU-Net ≥ 2.4 plans: the network is described by architecture.arch_kwargs.
+    const nlohmann::json& a = cm["architecture"]["arch_kwargs"];
+    const std::string w = where + " architecture.arch_kwargs";
+    c.kernel_sizes = field<std::vector<std::vector<int>>>(a, "kernel_sizes", w.c_str());
+    c.strides = field<std::vector<std::vector<int>>>(a, "strides", w.c_str());
+    c.features_per_stage = field<std::vector<int>>(a, "features_per_stage", w.c_str());
+    const char* enc_key =
+        a.contains("n_conv_per_stage") ? "n_conv_per_stage" : "n_blocks_per_stage";
+    c.n_conv_per_stage_encoder = field<std::vector<int>>(a, enc_key, w.c_str());
+    c.n_conv_per_stage_decoder = field<std::vector<int>>(a, "n_conv_per_stage_decoder", w.c_str());
+    c.patch_size = field<std::vector<int>>(cm, "patch_size", where.c_str());
+    c.validate();
+    return c;
+  }
   c.kernel_sizes = field<std::vector<std::vector<int>>>(cm, "conv_kernel_sizes", where.c_str());
   c.strides = field<std::vector<std::vector<int>>>(cm, "pool_op_kernel_sizes", where.c_str());
   const int base = field<int>(cm, "UNet_base_num_features", where.c_str());

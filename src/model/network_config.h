@@ -59,7 +59,8 @@ struct NetworkConfig {
 
   // Builds the configuration nnU-Net's getters would build from plans.json
   // (plans["configurations"][configuration], resolving "inherits_from"):
-  // features_per_stage[i] = min(UNet_base_num_features · 2^i, unet_max_num_features).
+  // features_per_stage[i] = min(UNet_base_num_features · 2^i, unet_max_num_features) in the
+  // nnU-Net 2.2 format U-Mamba uses; nnU-Net ≥ 2.4 plans (architecture.arch_kwargs) are read too.
   static NetworkConfig from_nnunet_plans(const nlohmann::json& plans,
                                          const std::string& configuration,
                                          Architecture architecture, int input_channels,

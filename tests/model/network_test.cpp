@@ -152,6 +152,24 @@ TEST(Model_NetworkConfig, from_nnunet_plans_with_inheritance) {
   EXPECT_EQ(d.features_per_stage, c.features_per_stage);
   EXPECT_THROW(NetworkConfig::from_nnunet_plans(plans, "2d", Architecture::UMambaBot, 1, 14),
                Error);
+  // nnU-Net ≥ 2.4 describes the network under architecture.arch_kwargs.
+  nlohmann::json v24 = {
+      {"configurations",
+       {{"3d_fullres",
+         {{"patch_size", {40, 224, 192}},
+          {"architecture",
+           {{"network_class_name",
+             "dynamic_network_architectures.architectures.unet.PlainConvUNet"},
+            {"arch_kwargs",
+             {{"n_stages", 6},
+              {"features_per_stage", {32, 64, 128, 256, 320, 320}},
+              {"kernel_sizes", {{1, 3, 3}, {3, 3, 3}, {3, 3, 3}, {3, 3, 3}, {3, 3, 3}, {3, 3, 3}}},
+              {"strides", {{1, 1, 1}, {1, 2, 2}, {2, 2, 2}, {2, 2, 2}, {2, 2, 2}, {1, 2, 2}}},
+              {"n_conv_per_stage", {2, 2, 2, 2, 2, 2}},
+              {"n_conv_per_stage_decoder", {2, 2, 2, 2, 2}}}}}}}}}}};
+  EXPECT_EQ(
+      NetworkConfig::from_nnunet_plans(v24, "3d_fullres", Architecture::UMambaBot, 1, 14).to_json(),
+      abdomen_ct(Architecture::UMambaBot).to_json());
 }
 
 // Official counts (official classes, random init; docs/model.md gives the recipe):
