@@ -4,6 +4,8 @@
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <fmt/ranges.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_pipeline.h>
@@ -11,6 +13,7 @@
 
 #if defined(UMAMBA_TORCH_HAS_CUDA)
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -25,7 +28,9 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "engine/tile_model.h"
 #include "io/image_io.h"
 
@@ -325,6 +330,85 @@ void validate_options(const EngineOptions& o, const Layout& L) {
   }
 }
 
+// The engine's buffer memory (see predict_memory_bytes in predictor.h): the input window and the
+// accumulator hold the lines of the tiles in flight plus one patch, the batches in flight hold
+// their input tiles and (mirroring included) two logit tensors on the host. An estimate from
+// above for the window, exact for the batches; computed in floating point so that a crafted
+// shape cannot overflow it.
+double engine_buffer_bytes(const Layout& L, const EngineOptions& o) {
+  const int line_axis = L.dims == 3 ? 0 : 1;
+  const double starts = static_cast<double>(L.grid.steps[line_axis].size()) *
+                        (L.dims == 2 ? static_cast<double>(L.grid.steps[0].size()) : 1.0);
+  const double per_start = std::max(1.0, static_cast<double>(L.grid.count()) / starts);
+  int64_t gap = 1;
+  const auto& st = L.grid.steps[line_axis];
+  for (size_t i = 1; i < st.size(); ++i) gap = std::max(gap, st[i] - st[i - 1]);
+  const double window_tiles =
+      static_cast<double>(o.batch_size) * static_cast<double>(o.max_batches_in_flight);
+  const double spans = std::min(starts, std::ceil(window_tiles / per_start) + 2.0);
+  const double lines =
+      std::min(static_cast<double>(L.lines), spans * static_cast<double>(gap) + L.NL);
+  const double line_bytes = static_cast<double>(L.line_pixels()) * 4.0;
+  const double tile_bytes = static_cast<double>(L.tile_elements()) * 4.0;
+  double tables = 0;  // tile starts and per-coordinate cover ranges
+  for (int a = 0; a < 3; ++a) {
+    tables += static_cast<double>(L.grid.steps[a].size()) * 8.0 +
+              static_cast<double>(L.grid.image[a]) * 8.0;
+  }
+  return lines * line_bytes * static_cast<double>(L.C + L.K) +
+         window_tiles * tile_bytes * static_cast<double>(L.C + 2 * L.K) + tables;
+}
+
+// Before the tile grid exists: the grid's own tables (tile starts and, per padded coordinate, the
+// tiles covering it) and one padded line of the input and the accumulator, from the declared
+// shape alone, so that a crafted header cannot make make_tile_grid allocate without bound; and
+// the tile count, which must stay far inside int64.
+void check_geometry_limits(const Shape& s, const TileModel& model, const EngineOptions& o) {
+  const std::vector<int64_t> patch = model.patch_size();
+  const bool is3d = patch.size() == 3;
+  const double sizes[3] = {static_cast<double>(s.z), static_cast<double>(s.y),
+                           static_cast<double>(s.x)};
+  double tiles = 1, table_bytes = 0, padded[3] = {1, 1, 1};
+  for (int a = 0; a < 3; ++a) {
+    const double p = a == 0 ? (is3d ? static_cast<double>(patch[0]) : 1.0)
+                            : static_cast<double>(patch[is3d ? a : a - 1]);
+    padded[a] = std::max(sizes[a], p);
+    const double steps = (a == 0 && !is3d)
+                             ? sizes[0]
+                             : std::ceil((padded[a] - p) / std::max(1.0, p * o.tile_step)) + 1;
+    tiles *= steps;
+    table_bytes += steps * 8.0 + padded[a] * 8.0;
+  }
+  if (tiles > 1e15) {
+    throw Unsupported(fmt::format(
+        "engine: an image of {} would need about {:.3g} tiles; the engine handles at most 1e15",
+        to_string(s), tiles));
+  }
+  const double line = (is3d ? padded[1] * padded[2] : padded[2]) * 4.0 *
+                      static_cast<double>(s.c + model.num_classes());
+  const double bytes = table_bytes + line;
+  const size_t limit = allocation_limit();
+  if (bytes > static_cast<double>(limit)) {
+    throw Unsupported(fmt::format(
+        "engine: an image of {} needs about {:.3g} GB for the tile tables and one line of "
+        "buffers, above the allocation limit of {:.3g} GB (UMAMBA_MAX_ALLOC_BYTES)",
+        to_string(s), bytes / 1e9, static_cast<double>(limit) / 1e9));
+  }
+}
+
+void check_engine_memory(const Layout& L, const EngineOptions& o) {
+  const double bytes = engine_buffer_bytes(L, o);
+  const size_t limit = allocation_limit();
+  if (bytes > static_cast<double>(limit)) {
+    throw Unsupported(fmt::format(
+        "engine: predicting an image of {} needs about {:.3g} GB of buffers (input window, "
+        "accumulator of {} classes, {} batches of {} tiles in flight), above the allocation limit "
+        "of {:.3g} GB (UMAMBA_MAX_ALLOC_BYTES); lower --batch-size or raise the limit",
+        to_string(L.orig), bytes / 1e9, L.K, o.max_batches_in_flight, o.batch_size,
+        static_cast<double>(limit) / 1e9));
+  }
+}
+
 // ---- the engine ------------------------------------------------------------------------------
 
 class Engine {
@@ -341,6 +425,8 @@ class Engine {
         combos_(mirror_combinations(options.mirror_axes)) {
     validate_options(options_, L_);
     UMAMBA_CHECK(L_.K <= 65536, "engine: {} classes do not fit a u16 class map", L_.K);
+    check_engine_memory(L_, options_);
+    tiles_per_call_ = options_.batch_size;
     device_ = model_.device();
     stats_.device = device_.str();
 #if !defined(UMAMBA_TORCH_HAS_CUDA)
@@ -424,6 +510,7 @@ class Engine {
                  "engine: internal error, {} accumulator lines left after the last tile",
                  acc_.size());
     stats_.wall_s = seconds_since(t0) + stats_.stats_s;
+    stats_.tiles_per_call = tiles_per_call_;
     return stats_;
   }
 
@@ -588,27 +675,88 @@ class Engine {
     return pred;
   }
 
+  // One model call attempt on `host` tiles: the copy to the device and the model's own
+  // allocations are where an out-of-memory shows, and where the test hook injects one
+  // (core/fault_injection.h, kind "alloc").
+  torch::Tensor call_model(const torch::Tensor& host, bool non_blocking) {
+    if (fault::should_fail(fault::Kind::Alloc)) {
+      TORCH_CHECK_WITH(OutOfMemoryError, false,
+                       "injected fault (UMAMBA_FAULT_INJECT alloc): out of memory on ",
+                       device_.str());
+    }
+    return run_model(host.to(device_, non_blocking));
+  }
+
+  // After a model call of `tried` tiles ran out of memory: halve the tiles per call, or give up
+  // at one tile.
+  void reduce_after_oom(int64_t tried, const c10::OutOfMemoryError& e) {
+    ++stats_.oom_retries;
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (device_.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+    std::string reason = e.what_without_backtrace();
+    if (const size_t nl = reason.find('\n'); nl != std::string::npos) reason.resize(nl);
+    if (tried <= 1) {
+      throw DeviceOutOfMemory(fmt::format(
+          "engine: out of memory on {} even with one tile per model call (patch {}, {} "
+          "channel(s), {} pass(es) per tile): {}",
+          device_.str(), fmt::join(model_.patch_size(), "x"), L_.C, combos_.size() + 1, reason));
+    }
+    tiles_per_call_ = std::max<int64_t>(1, tried / 2);
+    log::warn("engine: out of memory on {} with {} tile(s) per model call; retrying with {}",
+              device_.str(), tried, tiles_per_call_);
+  }
+
   void infer(Batch& b, [[maybe_unused]] void* stream_ptr) {
     c10::InferenceMode guard;
     const auto t0 = Clock::now();
     AutocastScope autocast(options_.precision, device_.type());
+    if (tiles_per_call_ >= b.count) {
+      try {
 #if defined(UMAMBA_TORCH_HAS_CUDA)
-    if (stream_ptr) {
-      auto& stream = *static_cast<c10::cuda::CUDAStream*>(stream_ptr);
-      b.started = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
-      b.done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
-      b.started->record(stream);
-      const torch::Tensor x = b.input.to(device_, /*non_blocking=*/true);
-      b.device_output = run_model(x).contiguous();
-      b.output = torch::empty(b.device_output.sizes(),
-                              torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(true));
-      b.output.copy_(b.device_output, /*non_blocking=*/true);
-      b.done->record(stream);
-      stats_.infer_s += seconds_since(t0);
-      return;
-    }
+        if (stream_ptr) {
+          auto& stream = *static_cast<c10::cuda::CUDAStream*>(stream_ptr);
+          b.started = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+          b.done = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+          b.started->record(stream);
+          b.device_output = call_model(b.input, /*non_blocking=*/true).contiguous();
+          b.output =
+              torch::empty(b.device_output.sizes(),
+                           torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(true));
+          b.output.copy_(b.device_output, /*non_blocking=*/true);
+          b.done->record(stream);
+          stats_.infer_s += seconds_since(t0);
+          return;
+        }
 #endif
-    b.output = run_model(b.input.to(device_)).to(torch::kCPU).contiguous();
+        b.output = call_model(b.input, /*non_blocking=*/false).to(torch::kCPU).contiguous();
+        stats_.infer_s += seconds_since(t0);
+        return;
+      } catch (const c10::OutOfMemoryError& e) {
+        b.output = torch::Tensor();
+        b.device_output = torch::Tensor();
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+        b.started.reset();
+        b.done.reset();
+#endif
+        reduce_after_oom(b.count, e);
+      }
+    }
+    // Fewer tiles per call: part by part, each copied back before the next one starts.
+    std::vector<torch::Tensor> parts;
+    int64_t from = 0;
+    while (from < b.count) {
+      const int64_t n = std::min(tiles_per_call_, b.count - from);
+      try {
+        parts.push_back(call_model(b.input.narrow(0, from, n), /*non_blocking=*/false)
+                            .to(torch::kCPU)
+                            .contiguous());
+        from += n;
+      } catch (const c10::OutOfMemoryError& e) {
+        reduce_after_oom(n, e);
+      }
+    }
+    b.output = parts.size() == 1 ? parts.front() : torch::cat(parts).contiguous();
     stats_.infer_s += seconds_since(t0);
   }
 
@@ -855,10 +1003,10 @@ class Engine {
       for (int64_t k = 0; k < K; ++k) {
         const float v = a.acc[static_cast<size_t>(k * lp + off + x)] / w;
         if (!std::isfinite(v)) {
-          fail(
+          throw NonFiniteOutput(fmt::format(
               "engine: non-finite logit {} for class {} at z {}, y {}, x {} (model overflow? try "
               "--precision fp32)",
-              v, k, band.z0 + bz, band.y0 + by, x);
+              v, k, band.z0 + bz, band.y0 + by, x));
         }
         logit[static_cast<size_t>(k)] = v;
         mx = std::max(mx, v);
@@ -909,6 +1057,7 @@ class Engine {
   std::deque<AccLine> acc_;  // accumulator window, lines [acc_first_, ...)
   int64_t acc_first_ = 0;
   bool emitted_all_ = false;
+  int64_t tiles_per_call_ = 1;  // lowered after an out-of-memory
   EngineStats stats_;
 };
 
@@ -921,8 +1070,22 @@ EngineStats predict_bands(RegionSource& source, TileModel& model,
   const Shape s = source.shape();
   UMAMBA_CHECK(s.c >= 1 && s.z >= 1 && s.y >= 1 && s.x >= 1, "engine: input shape {} is empty",
                to_string(s));
+  UMAMBA_CHECK(options.tile_step > 0.0 && options.tile_step <= 1.0,
+               "engine: tile step {} must be in (0, 1]", options.tile_step);
+  check_geometry_limits(s, model, options);
   Engine engine(source, model, normalization, options, on_band);
   return engine.run();
+}
+
+uint64_t predict_memory_bytes(const Shape& shape, const TileModel& model,
+                              const EngineOptions& options) {
+  UMAMBA_CHECK(shape.c >= 1 && shape.z >= 1 && shape.y >= 1 && shape.x >= 1,
+               "engine: input shape {} is empty", to_string(shape));
+  check_geometry_limits(shape, model, options);
+  const Layout L = make_layout(shape, model, options);
+  validate_options(options, L);
+  check_engine_memory(L, options);
+  return static_cast<uint64_t>(engine_buffer_bytes(L, options));
 }
 
 Prediction predict_image(const Image& image, TileModel& model, const Normalization& normalization,

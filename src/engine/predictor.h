@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/image.h"
 #include "engine/normalization.h"
 #include "engine/sliding_window.h"
@@ -101,6 +102,19 @@ class ParallelFileSource : public RegionSource {
   int64_t tile_w_ = 0, tile_h_ = 0;  // TIFF tile size; strips: tile_w_ = 0, tile_h_ = rows
 };
 
+// The model ran out of device memory even with one tile per model call (see "Out of memory"
+// below); the caller may run the input again on another device.
+class DeviceOutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+
+// The model produced a NaN or infinite logit; no class map is computed from it.
+class NonFiniteOutput : public Error {
+ public:
+  using Error::Error;
+};
+
 enum Output : unsigned { kClasses = 1u, kProbabilities = 2u, kLogits = 4u };
 
 enum class Precision { F32, F16, BF16 };  // autocast on the model's device (F32: none)
@@ -118,7 +132,7 @@ struct EngineOptions {
   // 2 = X): every non-empty combination is flipped, predicted, flipped back and averaged with the
   // plain pass (nnU-Net's order). Empty = off.
   std::vector<int> mirror_axes;
-  int64_t batch_size = 4;         // tiles per model call
+  int64_t batch_size = 4;         // tiles per model call (fewer after an out-of-memory)
   int max_batches_in_flight = 4;  // pipeline tokens: bounds memory, allows overlap
   Precision precision = Precision::F32;
   unsigned outputs = kClasses;  // which Band images to fill
@@ -152,15 +166,35 @@ struct EngineStats {
   // Streaming footprint: the most lines held at once by the input window and the accumulator
   // (a line is an image row for 2D models, a slice for 3D models, padded width).
   int64_t peak_input_lines = 0, peak_accumulator_lines = 0;
-  int64_t line_pixels = 0;                // padded pixels per line
+  int64_t line_pixels = 0;  // padded pixels per line
+  // Out of memory: model calls that failed and were retried with fewer tiles, and the fewest
+  // tiles per call that the run came down to (batch_size when none failed).
+  int64_t oom_retries = 0, tiles_per_call = 0;
   std::vector<ChannelStats> image_stats;  // per channel, when a scheme needed them
 };
 
 // Streams the prediction of `source` band by band into `on_band`. Throws umamba::Error on bad
 // options (messages name the option and the value) and propagates the callback's exceptions.
+//
+// Out of memory: when a model call fails with c10::OutOfMemoryError, the same tiles are run again
+// in calls of half as many tiles (the CUDA cache emptied first), down to one tile per call; the
+// smaller size is kept for the rest of the run (EngineStats::oom_retries, tiles_per_call). Tiles
+// do not depend on each other, so the result is the same. At one tile per call it throws
+// DeviceOutOfMemory. NaN or infinite logits throw NonFiniteOutput before a class is computed from
+// them.
+//
+// Limits: before allocating, the engine's own buffers (input window, accumulator, batches in
+// flight; see predict_memory_bytes) are checked against core/memory.h's allocation_limit()
+// (UMAMBA_MAX_ALLOC_BYTES); the error names the limit and the estimate.
 EngineStats predict_bands(RegionSource& source, TileModel& model,
                           const Normalization& normalization, const EngineOptions& options,
                           const BandCallback& on_band);
+
+// The engine's own peak buffer memory for an input of `shape`, in bytes (input window, accumulator,
+// batches in flight on the host; the model's own memory is not included). Throws Error naming
+// UMAMBA_MAX_ALLOC_BYTES when it exceeds allocation_limit().
+uint64_t predict_memory_bytes(const Shape& shape, const TileModel& model,
+                              const EngineOptions& options);
 
 // The whole prediction in memory (the images requested in options.outputs).
 struct Prediction {

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/fault_injection.h"
 
 namespace umamba::io {
 namespace fs = std::filesystem;
@@ -39,10 +40,22 @@ void AtomicOutput::commit() {
   if (!overwrite_ && fs::exists(final_)) {
     fail("{}: appeared while writing; not replaced (pass --overwrite)", final_.string());
   }
+  // Test hooks (core/fault_injection.h): the data did not reach the disk, or the rename failed.
+  if (fault::should_fail(fault::Kind::Write, final_.native())) {
+    fail("{}: writing {} failed: injected fault (UMAMBA_FAULT_INJECT write)", final_.string(),
+         temporary_.string());
+  }
   std::error_code ec;
-  fs::rename(temporary_, final_, ec);
-  if (ec)
-    fail("{}: cannot rename {} into place: {}", final_.string(), temporary_.string(), ec.message());
+  const bool injected = fault::should_fail(fault::Kind::Rename, final_.native());
+  if (injected) {
+    ec = std::make_error_code(std::errc::io_error);
+  } else {
+    fs::rename(temporary_, final_, ec);
+  }
+  if (ec) {
+    fail("{}: cannot rename {} into place: {}{}", final_.string(), temporary_.string(),
+         ec.message(), injected ? " (injected fault: UMAMBA_FAULT_INJECT rename)" : "");
+  }
   committed_ = true;
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "core/log.h"
 #include "io/formats.h"
 
@@ -95,6 +96,9 @@ Geometry region_geometry(const Geometry& g, const Box& box) {
 }
 
 std::unique_ptr<ImageReader> open_image(const fs::path& path) {
+  if (fault::should_fail(fault::Kind::Read, path.native())) {  // test hook (core/fault_injection.h)
+    throw FileError(path.string(), "cannot be read: injected fault (UMAMBA_FAULT_INJECT read)");
+  }
   std::error_code ec;
   if (!fs::exists(path, ec)) throw FileError(path.string(), "no such file");
   if (!fs::is_regular_file(path, ec)) throw FileError(path.string(), "not a regular file");

@@ -14,12 +14,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
 #include "io/image_io.h"
@@ -189,6 +191,39 @@ void remove_stale_temporaries(const fs::path& final_path) {
   }
 }
 
+// Why the outputs of `input` would leave the output folder `root`, or "" when every one stays
+// inside: a relative name that is absolute or climbs with "..", or a folder (or file) in the
+// output tree that is a symbolic link leading outside it. Symbolic links are resolved as they
+// are now; the check runs again before each file.
+std::string output_escape(const fs::path& root, const InputFile& input, const PredictOutputs& o) {
+  const fs::path rel = input.relative.lexically_normal();
+  if (rel.empty() || rel.has_root_path()) {
+    return fmt::format("its output name '{}' is not a relative path inside the output folder",
+                       input.relative.string());
+  }
+  for (const auto& part : rel) {
+    if (part == "..") {
+      return fmt::format("its output name '{}' climbs out of the output folder with '..'",
+                         input.relative.string());
+    }
+  }
+  std::error_code ec;
+  const fs::path base = fs::weakly_canonical(fs::absolute(root, ec), ec);
+  if (ec) return fmt::format("the output folder {} cannot be resolved", root.string());
+  for (const fs::path* p : {&o.labels, &o.probabilities, &o.measurements, &o.geojson, &o.overlay}) {
+    if (p->empty()) continue;
+    const fs::path real = fs::weakly_canonical(fs::absolute(*p, ec), ec);
+    const fs::path inside = real.lexically_relative(base);
+    if (ec || inside.empty() || *inside.begin() == ".." || inside.is_absolute()) {
+      return fmt::format(
+          "output {} resolves to {}, outside the output folder {} (a symbolic link in the output "
+          "tree?); nothing written",
+          p->string(), real.string(), base.string());
+    }
+  }
+  return {};
+}
+
 void write_text(const fs::path& path, const std::string& text) {
   io::AtomicOutput out(path);
   {
@@ -290,8 +325,9 @@ class SpillFile {
 struct Item {
   InputFile input;
   PredictOutputs outputs;
-  std::string key;    // relative path: the manifest key
-  int64_t tiles = 0;  // estimated tiles (0 when the header could not be read)
+  std::string key;     // relative path: the manifest key
+  int64_t tiles = 0;   // estimated tiles (0 when the header could not be read)
+  std::string escape;  // why an output would leave the output folder; "" when none does
 };
 
 struct FileResult {
@@ -584,8 +620,12 @@ void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& sour
   if (!notes.empty()) rec["notes"] = notes;
 }
 
+// Runs one input. Out of device memory at one tile per call (engine::DeviceOutOfMemory) on a GPU:
+// the file is run again on the CPU (`cpu_model` loads the worker's CPU copy of the networks on
+// first use) with a warning, recorded as "fallback" in the manifest.
 FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
-                   const std::string& device, int worker) {
+                   const std::string& device, int worker,
+                   const std::function<engine::TileModel&()>& cpu_model) {
   const auto t0 = std::chrono::steady_clock::now();
   nlohmann::json rec = {{"input", item.input.path.string()},
                         {"outputs", path_list(output_list(item.outputs))},
@@ -594,7 +634,12 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
                         {"model_hash", ctx.model.hash}};
   TileMeter meter(ctx.progress, item.tiles, 1);
   FileResult result;
+  // Nothing is created, replaced or removed for an input whose outputs would leave the folder
+  // (checked again here: links may have changed since the run started).
+  std::string escape = item.escape;
   try {
+    if (escape.empty()) escape = output_escape(ctx.job.output, item.input, item.outputs);
+    if (!escape.empty()) fail_file(item.input.path.string(), "{}", escape);
     for (const auto& p : output_list(item.outputs)) remove_stale_temporaries(p);
     for (const auto& p : output_list(item.outputs)) {
       UMAMBA_CHECK(fs::weakly_canonical(p) != fs::weakly_canonical(item.input.path),
@@ -623,22 +668,43 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
     } else if (ctx.job.stream == "auto") {
       stream = streamable && s.pixels() > ctx.job.stream_above;
     }
-    if (stream) {
-      predict_streamed(ctx, item, source, model, meter, rec);
-    } else {
-      predict_whole(ctx, item, *reader, source, model, meter, rec);
+    auto run_on = [&](engine::TileModel& m) {
+      if (stream) {
+        predict_streamed(ctx, item, source, m, meter, rec);
+      } else {
+        predict_whole(ctx, item, *reader, source, m, meter, rec);
+      }
+    };
+    try {
+      run_on(model);
+    } catch (const engine::DeviceOutOfMemory& e) {
+      if (device == "cpu") throw;
+      // The failed attempt's temporaries are gone (their writers unwound); start over on the CPU.
+      ctx.progress.message(
+          fmt::format("WARNING {}: {}; running this file on the CPU instead", item.key, e.what()));
+      rec["fallback"] = {{"device", "cpu"}, {"reason", e.what()}};
+      run_on(cpu_model());
     }
     rec["status"] = "done";
     result.ok = true;
   } catch (const std::exception& e) {
     rec["status"] = "failed";
-    rec["error"] = e.what();
+    if (dynamic_cast<const engine::NonFiniteOutput*>(&e) != nullptr) {
+      rec["error"] = fmt::format(
+          "{}: model {} (folds {}) produced NaN or infinite logits; no labels written ({})",
+          item.input.path.string(), ctx.job.model.string(), fmt::join(ctx.model.folds, ","),
+          e.what());
+    } else {
+      rec["error"] = e.what();
+    }
     // A failed input leaves no outputs: remove what this attempt (or an older, incomplete one)
-    // committed, never the input itself.
+    // committed, never the input itself, and nothing at all outside the output folder.
     std::error_code ec;
     const fs::path input = fs::weakly_canonical(item.input.path, ec);
-    for (const auto& p : output_list(item.outputs)) {
-      if (path_exists(p) && fs::weakly_canonical(p, ec) != input) fs::remove(p, ec);
+    if (escape.empty()) {
+      for (const auto& p : output_list(item.outputs)) {
+        if (path_exists(p) && fs::weakly_canonical(p, ec) != input) fs::remove(p, ec);
+      }
     }
   }
   rec["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -651,7 +717,7 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
 // Done when every requested output exists. GeoJSON and overlays exist only for 2D images, so
 // when they are the only ones missing the header decides.
 bool outputs_complete(const Item& item) {
-  if (!path_exists(item.outputs.labels)) return false;
+  if (!item.escape.empty() || !path_exists(item.outputs.labels)) return false;
   for (const fs::path* p : {&item.outputs.probabilities, &item.outputs.measurements}) {
     if (!p->empty() && !path_exists(*p)) return false;
   }
@@ -700,6 +766,7 @@ nlohmann::json job_parameters(const PredictJob& job, const ModelInfo& m, PostMod
 }  // namespace
 
 PredictSummary run_predict(const PredictJob& job) {
+  fault::init_from_environment();  // a malformed UMAMBA_FAULT_INJECT is a setup error
   // ---- options and model
   UMAMBA_CHECK(!job.output.empty(), "predict: no output folder given (--output)");
   UMAMBA_CHECK(!job.model.empty(), "predict: no model folder given (--model)");
@@ -719,6 +786,8 @@ PredictSummary run_predict(const PredictJob& job) {
     UMAMBA_CHECK(io::is_supported_image("x" + job.extension),
                  "--ext {}: this build cannot write that format", job.extension);
   }
+  UMAMBA_CHECK(job.suffix.find('/') == std::string::npos, "--suffix '{}': must not contain '/'",
+               job.suffix);
   for (const std::string fixed : {"_prob", "_overlay", "_objects"}) {
     UMAMBA_CHECK(job.suffix != fixed, "--suffix {} is taken by another output", job.suffix);
   }
@@ -764,7 +833,8 @@ PredictSummary run_predict(const PredictJob& job) {
   std::vector<Item> items;
   std::vector<Item> skipped;
   for (const auto& in : mine) {
-    Item it{in, predict_outputs(job, in), in.relative.generic_string(), 0};
+    Item it{in, predict_outputs(job, in), in.relative.generic_string(), 0, {}};
+    it.escape = output_escape(job.output, in, it.outputs);
     if (!job.overwrite && outputs_complete(it)) {
       skipped.push_back(std::move(it));
     } else {
@@ -841,10 +911,11 @@ PredictSummary run_predict(const PredictJob& job) {
   struct Worker {
     std::string device;
     std::shared_ptr<engine::TileModel> model;
+    std::shared_ptr<engine::TileModel> cpu_model;  // loaded on the first out-of-memory fallback
   };
   std::vector<Worker> workers;
   for (const auto& d : devices) {
-    for (int w = 0; w < job.workers_per_device; ++w) workers.push_back({d, nullptr});
+    for (int w = 0; w < job.workers_per_device; ++w) workers.push_back({d, nullptr, nullptr});
   }
   const size_t n_workers = std::min(workers.size(), items.size());
   workers.resize(n_workers);
@@ -883,7 +954,10 @@ PredictSummary run_predict(const PredictJob& job) {
         if (i >= items.size()) return;
         const Item& item = items[i];
         progress.file_started(item.key);
-        FileResult r = process(ctx, item, *w.model, w.device, index);
+        FileResult r = process(ctx, item, *w.model, w.device, index, [&]() -> engine::TileModel& {
+          if (!w.cpu_model) w.cpu_model = load_tile_model(model, "cpu");
+          return *w.cpu_model;
+        });
         if (r.ok) {
           ++done;
           std::string what = r.record.contains("instances")
