@@ -2,6 +2,8 @@
 // with io::TiffBandWriter, compared with the in-memory prediction and the plain reference.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <unistd.h>
 #include <cstring>
 #include <filesystem>
@@ -133,8 +135,8 @@ class FileBox : public RegionSource {
 };
 
 // A real anisotropic nuclei stack (go-nuclear, u8), a 40x56x64 box of it read by regions from its
-// TIFF with a 3D net: the blended logits equal the plain sliding-window reference bit for bit.
-TEST(Engine_Io, real_volume_matches_reference_bit_for_bit) {
+// TIFF with a 3D net: the blended logits equal the plain sliding-window reference.
+TEST(Engine_Io, real_volume_matches_reference) {
   const auto reader = io::open_image(kData / "go-nuclear" / "1135_mini_raw.tif");
   ASSERT_EQ(reader->info().shape, (Shape{1, 100, 100, 100}));
   const Box box{30, 20, 10, 40, 56, 64};
@@ -163,9 +165,10 @@ TEST(Engine_Io, real_volume_matches_reference_bit_for_bit) {
   const torch::Tensor gt = torch::from_blob(g.data(), patch, torch::kFloat32).clone();
   const torch::Tensor ref = test::reference_predict(
       x, [&](const torch::Tensor& t) { return net->forward(t); }, patch, 0.5, gt, {}, 2);
-  EXPECT_TRUE(same_bytes(logits, test::to_image(ref)))
-      << "max |diff| "
-      << (test::to_tensor(logits).to(torch::kFloat32) - ref).abs().max().item<float>();
+  // Usually identical bit for bit; LibTorch's CPU convolution may round differently for a buffer
+  // at another alignment (see predictor_test.cpp), so float rounding of the network is allowed.
+  const float diff = (test::to_tensor(logits).to(torch::kFloat32) - ref).abs().max().item<float>();
+  EXPECT_LE(diff, 1e-5f * std::max(1.0f, ref.abs().max().item<float>())) << "max |diff| " << diff;
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iostream>
 
 #include "core/error.h"
 #include "engine/tile_model.h"
@@ -63,8 +65,12 @@ struct Case {
 class ReferenceTest : public ::testing::TestWithParam<Case> {};
 
 // Batch size 1 and the same normalisation: every tile sees the same input and network call as in
-// the reference, and accumulation happens in the same order, so the blended logits are identical.
-TEST_P(ReferenceTest, logits_equal_plain_reference_bit_for_bit) {
+// the reference, and accumulation happens in the same order, so the blended logits agree to
+// rounding. They are usually identical bit for bit, but not always: LibTorch's CPU convolution may
+// take a differently vectorised path for a buffer at another alignment (seen in CI under load on
+// the zero-padded case, max |diff| 1.8e-5), so the check allows float rounding of the network
+// itself and no more.
+TEST_P(ReferenceTest, logits_equal_plain_reference) {
   const Case& c = GetParam();
   const int64_t K = 3;
   auto net = make_tiny_conv(c.dims, c.shape.c, K, 3, 7);
@@ -82,14 +88,21 @@ TEST_P(ReferenceTest, logits_equal_plain_reference_bit_for_bit) {
   const torch::Tensor ref = test::reference_predict(
       x, [&](const torch::Tensor& t) { return net->forward(t); }, c.patch, c.step,
       gaussian_tensor(c.patch), c.mirror, K);
-  EXPECT_TRUE(bit_equal(p.logits, test::to_image(ref)))
-      << c.name << ": max |diff| " << max_abs_diff(as_tensor(p.logits), ref);
+  const float scale = std::max(1.0f, ref.abs().max().item<float>());
+  const float logit_diff = max_abs_diff(as_tensor(p.logits), ref);
+  EXPECT_LE(logit_diff, 1e-5f * scale) << c.name << ": max |diff| " << logit_diff;
+  if (!bit_equal(p.logits, test::to_image(ref)))
+    std::cout << c.name << ": logits differ from the reference by rounding (max |diff| "
+              << logit_diff << ")\n";
   // Softmax and argmax as nnU-Net's export does them.
   const torch::Tensor prob = torch::softmax(ref, 0);
-  EXPECT_LT(max_abs_diff(as_tensor(p.probabilities), prob), 1e-6) << c.name;
+  EXPECT_LT(max_abs_diff(as_tensor(p.probabilities), prob), 1e-6 + 2 * logit_diff) << c.name;
+  // Classes equal wherever the reference's two best classes are further apart than the rounding.
   const torch::Tensor cls = as_tensor(p.classes)[0].to(torch::kLong);
   const torch::Tensor ref_cls = prob.argmax(0);
-  const int64_t differ = (cls != ref_cls).sum().item<int64_t>();
+  const torch::Tensor top2 = std::get<0>(ref.topk(2, 0));
+  const torch::Tensor clear = (top2[0] - top2[1]) > 4 * logit_diff;
+  const int64_t differ = ((cls != ref_cls) & clear).sum().item<int64_t>();
   EXPECT_EQ(differ, 0) << c.name;
   EXPECT_EQ(p.stats.tiles, p.stats.batches);
 }
