@@ -55,6 +55,42 @@ PyValuePtr make_str(std::string s, PyValue::Kind kind = PyValue::Kind::Str) {
   return v;
 }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF).
+// Python's str is Unicode, so a pickled str that is not UTF-8 marks a crafted or corrupt file.
+bool is_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    static constexpr unsigned kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
 torch::ScalarType storage_dtype(const std::string& name) {
   static const std::map<std::string, torch::ScalarType> kTypes = {
       {"torch.FloatStorage", torch::kFloat},  {"torch.DoubleStorage", torch::kDouble},
@@ -151,8 +187,8 @@ class Unpickler {
         {
           uint32_t n;
           std::memcpy(&n, take(4), 4);
-          push(make_str(std::string(reinterpret_cast<const char*>(take(n)), n),
-                        op == 'B' ? PyValue::Kind::Bytes : PyValue::Kind::Str));
+          push_text(std::string(reinterpret_cast<const char*>(take(n)), n),
+                    op == 'B' ? PyValue::Kind::Bytes : PyValue::Kind::Str);
           break;
         }
         case 0x8c:  // SHORT_BINUNICODE
@@ -160,8 +196,8 @@ class Unpickler {
         case 'C':   // SHORT_BINBYTES
         {
           const size_t n = u8();
-          push(make_str(std::string(reinterpret_cast<const char*>(take(n)), n),
-                        op == 'C' ? PyValue::Kind::Bytes : PyValue::Kind::Str));
+          push_text(std::string(reinterpret_cast<const char*>(take(n)), n),
+                    op == 'C' ? PyValue::Kind::Bytes : PyValue::Kind::Str);
           break;
         }
         case 0x8d:  // BINUNICODE8
@@ -169,8 +205,8 @@ class Unpickler {
         {
           uint64_t n;
           std::memcpy(&n, take(8), 8);
-          push(make_str(std::string(reinterpret_cast<const char*>(take(n)), n),
-                        op == 0x8e ? PyValue::Kind::Bytes : PyValue::Kind::Str));
+          push_text(std::string(reinterpret_cast<const char*>(take(n)), n),
+                    op == 0x8e ? PyValue::Kind::Bytes : PyValue::Kind::Str);
           break;
         }
         case '}':
@@ -332,6 +368,10 @@ class Unpickler {
   }
 
   void push(PyValuePtr v) { stack_.push_back(std::move(v)); }
+  void push_text(std::string s, PyValue::Kind kind) {
+    check_file(kind != PyValue::Kind::Str || is_utf8(s), "pickle holds a str that is not UTF-8");
+    push(make_str(std::move(s), kind));
+  }
   PyValuePtr pop() {
     check_file(!stack_.empty() && (marks_.empty() || stack_.size() > marks_.back()),
                "pickle pops past a mark or an empty stack");
@@ -347,7 +387,8 @@ class Unpickler {
     check_file(!marks_.empty(), "pickle uses a mark that was never set");
     const size_t m = marks_.back();
     marks_.pop_back();
-    std::vector<PyValuePtr> items(stack_.begin() + m, stack_.end());
+    check_file(m <= stack_.size(), "pickle mark lies above the stack (items were popped after it)");
+    std::vector<PyValuePtr> items(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
     stack_.resize(m);
     return items;
   }
@@ -618,21 +659,23 @@ TorchFile read_torch_file(const std::string& path, const TorchFileOptions& optio
     fail_file(path, "not a PyTorch zip file (torch.save of PyTorch ≥ 1.6): {}",
               e.what_without_backtrace());
   }
-  if (reader->hasRecord("byteorder")) {
-    auto [ptr, size] = reader->getRecord("byteorder");
-    const std::string order(static_cast<const char*>(ptr.get()), size);
-    if (order != "little") fail_file(path, "byte order '{}' is not supported", order);
-  }
-  if (!reader->hasRecord("data.pkl")) fail_file(path, "has no data.pkl record");
-  auto [ptr, size] = reader->getRecord("data.pkl");
-  Unpickler unpickler(path, *reader, static_cast<const uint8_t*>(ptr.get()), size, options);
+  // Every record read may throw c10::Error (a CRC mismatch, a truncated entry): all of them happen
+  // inside this block, so the caller sees a FileError naming the file.
   TorchFile file;
   try {
+    if (reader->hasRecord("byteorder")) {
+      auto [ptr, size] = reader->getRecord("byteorder");
+      const std::string order(static_cast<const char*>(ptr.get()), size);
+      if (order != "little") fail_file(path, "byte order '{}' is not supported", order);
+    }
+    if (!reader->hasRecord("data.pkl")) fail_file(path, "has no data.pkl record");
+    auto [ptr, size] = reader->getRecord("data.pkl");
+    Unpickler unpickler(path, *reader, static_cast<const uint8_t*>(ptr.get()), size, options);
     file.root = unpickler.run();
+    file.opaque_globals = unpickler.opaque();
   } catch (const c10::Error& e) {
     fail_file(path, "{}", e.what_without_backtrace());
   }
-  file.opaque_globals = unpickler.opaque();
   return file;
 }
 

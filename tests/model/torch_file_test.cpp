@@ -1,6 +1,7 @@
 // The restricted torch.save reader on real nnU-Net-style checkpoints (numpy scalars, torch.device,
 // OrderedDict state_dicts, optimiser state), on a file whose pickle references os.system, and on
 // damaged files.
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -100,6 +101,56 @@ TEST(Model_Sha256, known_vectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+// Regressions of the checkpoint-reader fuzzer's findings (tests/fuzz/regressions, in the fuzz
+// target's input format: a first byte that is even means "the rest is the file", odd means "the
+// rest is data.pkl, to be wrapped in a valid torch.save zip"): each crafted file is refused with a
+// FileError naming it, not another exception type or undefined behaviour.
+void expect_clean_refusal(const std::string& seed, const std::string& problem) {
+  const std::string source = std::string(UMAMBA_SOURCE_DIR) + "/tests/fuzz/regressions/" + seed;
+  std::ifstream in(source, std::ios::binary);
+  ASSERT_TRUE(in.good()) << source;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 1u);
+  test::TempDir tmp("torch_file_regression");
+  const std::string path = tmp.str(seed + ".pth");
+  if (static_cast<unsigned char>(bytes[0]) % 2 == 0) {
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data() + 1, static_cast<std::streamsize>(bytes.size() - 1));
+  } else {
+    caffe2::serialize::PyTorchStreamWriter w(path);
+    w.writeRecord("data.pkl", bytes.data() + 1, bytes.size() - 1);
+    w.writeRecord("byteorder", "little", 6);
+    const std::vector<uint8_t> storage(256, 7);
+    for (const char* key : {"data/0", "data/1", "data/2", "data/3"})
+      w.writeRecord(key, storage.data(), storage.size());
+    w.writeEndOfFile();
+  }
+  for (const bool strict : {false, true}) {
+    TorchFileOptions o;
+    o.strict = strict;
+    try {
+      (void)read_torch_file(path, o);
+      ADD_FAILURE() << seed << " was accepted";
+    } catch (const FileError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Model_TorchFile, regression_record_failing_its_crc_is_a_file_error) {
+  expect_clean_refusal("torch-data-pkl-crc-c10-error.pth-seed", "");
+}
+
+TEST(Model_TorchFile, regression_str_that_is_not_utf8_is_refused) {
+  expect_clean_refusal("torch-invalid-utf8-json-dump.pth-seed", "not UTF-8");
+}
+
+TEST(Model_TorchFile, regression_mark_above_the_stack_is_refused) {
+  // (The seed now stops earlier, at a str that is not UTF-8; pop_mark also checks its bound.)
+  expect_clean_refusal("torch-pop-mark-below-stack.pth-seed", "");
 }
 
 }  // namespace
