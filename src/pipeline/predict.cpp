@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/fault_injection.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "io/atomic_file.h"
 #include "io/image_io.h"
 #include "pipeline/manifest.h"
@@ -429,6 +430,29 @@ void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
   const Shape s = source.shape();
   const int64_t K = ctx.model.num_classes;
   const Geometry geometry = source.geometry();
+  const bool want_intensity =
+      !item.outputs.measurements.empty() || (!item.outputs.overlay.empty() && s.z == 1);
+  {
+    // Whole-image mode holds the class map, the instance labels (with the labelling's own
+    // buffer of the same size) and, for measurements and overlays, the image itself: check their
+    // sum against the allocation limit before the first of them is allocated.
+    const double px = static_cast<double>(s.pixels());
+    const double bytes =
+        px * (K <= 256 ? 1.0 : 2.0) + (ctx.post != PostMode::None ? px * 8.0 : 0.0) +
+        (want_intensity
+             ? static_cast<double>(s.elements()) * static_cast<double>(dtype_size(source.dtype()))
+             : 0.0);
+    const size_t limit = allocation_limit();
+    if (bytes > static_cast<double>(limit)) {
+      fail_file(item.input.path.string(),
+                "whole-image prediction of {} needs about {:.3g} GB (class map{}{}), above the "
+                "allocation limit of {:.3g} GB (UMAMBA_MAX_ALLOC_BYTES); use --stream always "
+                "(TIFF labels; 2D images or 3D models) or raise the limit",
+                to_string(s), bytes / 1e9, ctx.post != PostMode::None ? ", instance labels" : "",
+                want_intensity ? ", the image for measurements/overlay" : "",
+                static_cast<double>(limit) / 1e9);
+    }
+  }
   Image classes = Image::zeros(K <= 256 ? DType::U8 : DType::U16, {1, s.z, s.y, s.x}, geometry);
   std::unique_ptr<io::TiffBandWriter> prob;
   engine::EngineOptions eo = ctx.engine;
@@ -465,8 +489,6 @@ void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
   rec["postprocess"] = post_name(ctx.post);
   rec["mode"] = "whole";
 
-  const bool want_intensity =
-      !item.outputs.measurements.empty() || (!item.outputs.overlay.empty() && s.z == 1);
   Image intensity = want_intensity ? reader.read() : Image();
   if (!item.outputs.measurements.empty()) {
     write_text(item.outputs.measurements,

@@ -11,6 +11,8 @@
 //   - output names that would leave the output folder (glob with "..", a symbolic link in the
 //     output tree) fail without writing or removing anything outside; list files with "..",
 //     absolute entries stay inside;
+//   - whole-image memory above UMAMBA_MAX_ALLOC_BYTES fails that input before allocating, and
+//     --stream always then fits;
 //   - existing outputs are kept without --overwrite and replaced with it.
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
@@ -291,6 +293,30 @@ TEST_F(Reliability_PredictCli, outputs_never_leave_the_output_folder) {
     EXPECT_EQ(r.status, kPredictSetupErrorStatus) << r.log;
     EXPECT_NE(r.log.find("must not contain '/'"), std::string::npos) << r.log;
   }
+}
+
+TEST_F(Reliability_PredictCli, whole_image_memory_is_checked_before_allocation) {
+  TempDir t;
+  const fs::path in = t / "in";
+  fs::create_directories(in);
+  io::write_image(in / "big.tif", cell_image(400, 400, 9));
+  // 160,000 pixels: whole-image mode needs 1.44 MB (class map + instance labels and their
+  // labelling buffer); streaming with one tile per batch needs about 0.6 MB.
+  const std::map<std::string, std::string> env = {{"UMAMBA_MAX_ALLOC_BYTES", "1000000"}};
+  const RunResult whole =
+      run_umamba(args({in.string()}, t / "whole", {"--batch-size", "1"}), t / "w.log", env);
+  EXPECT_EQ(whole.status, 1) << whole.log;
+  EXPECT_NE(whole.log.find("FAILED big.tif"), std::string::npos) << whole.log;
+  EXPECT_NE(whole.log.find("above the allocation limit of 0.001 GB (UMAMBA_MAX_ALLOC_BYTES); use "
+                           "--stream always"),
+            std::string::npos)
+      << whole.log;
+  EXPECT_TRUE(outputs_in(t / "whole").empty());
+  const RunResult streamed =
+      run_umamba(args({in.string()}, t / "streamed", {"--batch-size", "1", "--stream", "always"}),
+                 t / "s.log", env);
+  EXPECT_EQ(streamed.status, 0) << streamed.log;
+  EXPECT_EQ(outputs_in(t / "streamed"), (std::vector<std::string>{"big_label.tiff"}));
 }
 
 TEST_F(Reliability_PredictCli, existing_outputs_replaced_only_with_overwrite) {
