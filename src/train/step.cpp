@@ -1,0 +1,175 @@
+// The optimisation step and its state (see step.h).
+#include "train/step.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "train/tensor_text.h"
+
+namespace umamba::train {
+
+Precision precision_from_name(const std::string& name) {
+  if (name == "fp32") return Precision::F32;
+  if (name == "bf16") return Precision::BF16;
+  if (name == "fp16") return Precision::F16;
+  fail("precision '{}': expected fp32, bf16 or fp16", name);
+}
+
+std::string precision_name(Precision p) {
+  switch (p) {
+    case Precision::F32:
+      return "fp32";
+    case Precision::BF16:
+      return "bf16";
+    case Precision::F16:
+      return "fp16";
+  }
+  return "?";
+}
+
+AutocastScope::AutocastScope(Precision precision, torch::DeviceType device) : device_(device) {
+  if (precision == Precision::F32) return;
+  active_ = true;
+  previous_ = at::autocast::is_autocast_enabled(device_);
+  previous_dtype_ = at::autocast::get_autocast_dtype(device_);
+  at::autocast::set_autocast_enabled(device_, true);
+  at::autocast::set_autocast_dtype(device_,
+                                   precision == Precision::F16 ? at::kHalf : at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(device_, previous_);
+  at::autocast::set_autocast_dtype(device_, previous_dtype_);
+}
+
+Optimization::Optimization(std::shared_ptr<model::SegmentationNetwork> net,
+                           const StepOptions& options, torch::Device device)
+    : net_(std::move(net)),
+      options_(options),
+      device_(device),
+      scaler_(options.precision == Precision::F16, device) {
+  UMAMBA_CHECK(net_ != nullptr, "optimisation: no network");
+  UMAMBA_CHECK(options_.max_nonfinite >= 1, "--max-nonfinite {}: at least 1",
+               options_.max_nonfinite);
+  net_->to(device_);
+  net_->train();
+  optimizer_ = std::make_unique<torch::optim::SGD>(net_->parameters(),
+                                                   torch::optim::SGDOptions(options_.initial_lr)
+                                                       .momentum(options_.momentum)
+                                                       .nesterov(true)
+                                                       .weight_decay(options_.weight_decay));
+}
+
+void Optimization::set_lr(double lr) {
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  }
+}
+
+double Optimization::lr() const {
+  return static_cast<const torch::optim::SGDOptions&>(optimizer_->param_groups().front().options())
+      .lr();
+}
+
+StepResult Optimization::step(const torch::Tensor& data,
+                              const std::vector<torch::Tensor>& targets) {
+  StepResult r;
+  // Gradients are needed whatever the caller's grad mode (a NoGradGuard around validation or
+  // inference in the same thread must not turn steps into no-ops).
+  torch::AutoGradMode grad_mode(true);
+  optimizer_->zero_grad(/*set_to_none=*/true);
+  try {
+    LossTerms loss;
+    {
+      AutocastScope autocast(options_.precision, device_.type());
+      std::vector<torch::Tensor> outputs = net_->forward(data);
+      UMAMBA_CHECK(outputs.size() >= targets.size(),
+                   "training step: the network returned {} outputs for {} targets", outputs.size(),
+                   targets.size());
+      outputs.resize(targets.size());
+      std::vector<double> weights = options_.ds_weights;
+      UMAMBA_CHECK(weights.size() == targets.size(),
+                   "training step: {} deep-supervision weights for {} targets", weights.size(),
+                   targets.size());
+      loss = deep_supervision_loss(outputs, targets, weights, options_.loss);
+    }
+    const auto values = torch::stack({loss.total.detach(), loss.ce.detach(), loss.dice.detach()})
+                            .to(torch::kDouble)
+                            .cpu();
+    r.loss = values[0].item<double>();
+    r.ce = values[1].item<double>();
+    r.dice = values[2].item<double>();
+    bool bad = !std::isfinite(r.loss);
+    if (!bad) {
+      scaler_.scale(loss.total).backward();
+      bad = scaler_.unscale_and_check(net_->parameters());
+    }
+    if (!bad) {
+      r.grad_norm = torch::nn::utils::clip_grad_norm_(net_->parameters(), options_.grad_clip);
+      bad = !std::isfinite(r.grad_norm);
+    }
+    if (!bad) optimizer_->step();
+    scaler_.update(bad);
+    if (bad) {
+      optimizer_->zero_grad(true);
+      r.skipped = true;
+      r.grad_norm = 0;
+      if (!std::isfinite(r.loss)) r.loss = r.ce = r.dice = std::numeric_limits<double>::quiet_NaN();
+      ++consecutive_nonfinite_;
+      if (consecutive_nonfinite_ >= options_.max_nonfinite) {
+        fail(
+            "training stopped: {} steps in a row had a non-finite loss or gradient (last loss {}, "
+            "precision {}, loss scale {}). Mixed precision is known to produce NaN in U-Mamba's "
+            "Mamba layers (the official U-Mamba_Enc); try --precision fp32, a lower "
+            "--learning-rate, or check the images for NaN/Inf values (--max-nonfinite sets the "
+            "limit)",
+            consecutive_nonfinite_, r.loss, precision_name(options_.precision),
+            scaler_.current_scale());
+      }
+    } else {
+      consecutive_nonfinite_ = 0;
+    }
+  } catch (const c10::OutOfMemoryError& e) {
+    optimizer_->zero_grad(true);
+    std::string what = e.what();
+    const size_t nl = what.find('\n');
+    if (nl != std::string::npos) what.resize(nl);
+    fail(
+        "out of GPU memory in a training step with a batch of {} patches of {} ({}): {}. Lower "
+        "--batch-size or --patch-size, or use --precision bf16/fp16",
+        data.size(0), shape_text(data.sizes().slice(2)), precision_name(options_.precision), what);
+  }
+  return r;
+}
+
+void Optimization::save(torch::serialize::OutputArchive& archive) {
+  torch::serialize::OutputArchive net_archive, opt_archive;
+  net_->save(net_archive);
+  optimizer_->save(opt_archive);
+  archive.write("network", net_archive);
+  archive.write("optimizer", opt_archive);
+  const auto s = scaler_.state();
+  archive.write("scaler_scale", s[0]);
+  archive.write("scaler_growth_tracker", s[1]);
+}
+
+void Optimization::load(torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive net_archive, opt_archive;
+  archive.read("network", net_archive);
+  archive.read("optimizer", opt_archive);
+  net_->load(net_archive);
+  net_->to(device_);
+  optimizer_->load(opt_archive);
+  torch::Tensor scale, tracker;
+  archive.read("scaler_scale", scale);
+  archive.read("scaler_growth_tracker", tracker);
+  scaler_.load_state({scale.to(device_), tracker.to(device_)});
+}
+
+}  // namespace umamba::train

@@ -1,0 +1,85 @@
+// One optimisation step of nnU-Net's recipe on a network, and its state for checkpoints (the
+// tensor side of trainer.h; see there for the recipe).
+//
+// step(): zero the gradients; forward and loss under autocast (bf16/fp16) or in fp32; a non-finite
+// loss skips the step; backward of the (scaled) loss; gradients unscaled and checked (loss.h
+// GradScaler); finite gradients are clipped to norm `grad_clip` and SGD steps; the scaler updates.
+// After `max_nonfinite` skipped steps in a row step() throws umamba::Error.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/networks.h"
+#include "train/loss.h"
+
+namespace umamba::train {
+
+enum class Precision { F32, BF16, F16 };
+Precision precision_from_name(const std::string& name);  // fp32, bf16, fp16
+std::string precision_name(Precision p);
+
+struct StepOptions {
+  Precision precision = Precision::F32;
+  double initial_lr = 1e-2, weight_decay = 3e-5, momentum = 0.99, grad_clip = 12.0;
+  DiceCEOptions loss;
+  std::vector<double> ds_weights{1.0};  // one per network output used
+  int max_nonfinite = 50;
+};
+
+struct StepResult {
+  double loss = 0, ce = 0, dice = 0;  // NaN when the loss was not finite
+  bool skipped = false;
+  double grad_norm = 0;  // before clipping (0 when skipped)
+};
+
+class Optimization {
+ public:
+  Optimization(std::shared_ptr<model::SegmentationNetwork> net, const StepOptions& options,
+               torch::Device device);
+
+  // data [B, C, *patch]; targets one per deep-supervision output (or one). Throws Error after
+  // max_nonfinite consecutive skipped steps, and on CUDA out-of-memory with advice.
+  StepResult step(const torch::Tensor& data, const std::vector<torch::Tensor>& targets);
+
+  void set_lr(double lr);
+  double lr() const;
+  int consecutive_nonfinite() const { return consecutive_nonfinite_; }
+  void set_consecutive_nonfinite(int n) { consecutive_nonfinite_ = n; }
+  double loss_scale() const { return scaler_.current_scale(); }
+  model::SegmentationNetwork& network() { return *net_; }
+  std::shared_ptr<model::SegmentationNetwork> network_ptr() { return net_; }
+  torch::optim::SGD& optimizer() { return *optimizer_; }
+
+  // Network, optimiser and scaler state.
+  void save(torch::serialize::OutputArchive& archive);
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  std::shared_ptr<model::SegmentationNetwork> net_;
+  StepOptions options_;
+  torch::Device device_;
+  std::unique_ptr<torch::optim::SGD> optimizer_;
+  GradScaler scaler_;
+  int consecutive_nonfinite_ = 0;
+};
+
+// Autocast for the current thread (restores the previous state when destroyed).
+class AutocastScope {
+ public:
+  AutocastScope(Precision precision, torch::DeviceType device);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_ = false;
+  torch::DeviceType device_;
+  bool previous_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
+};
+
+}  // namespace umamba::train
