@@ -10,9 +10,10 @@
 # Inputs (N in all, cycled): the bundled 2D image (examples/data/dsb2018/img2d.tif), the two 3D
 # go-nuclear stacks (predicted slice by slice by a 2D model), a truncated TIFF and an empty file
 # (these two fail every time, as they should). Faults (UMAMBA_FAULT_INJECT): out of memory in
-# model calls 50-51 (retried with 2, then 1 tile per call: the file succeeds) and 400-402 (one
-# tile fails too: on a GPU the file falls back to the CPU, on the CPU it fails), a failed rename
-# of the label of case_0017, a failed write of the 300th output, an unreadable 700th open.
+# model calls 50-51 (retried with 2, then 1 tile per call: that file succeeds, at one tile per
+# call) and 2000-2002 (one tile fails too: on a GPU that file falls back to the CPU, on the CPU it
+# fails; which file depends on the model's patch size), a failed rename of the label of
+# case_0017, a failed write of the 300th output, an unreadable 700th open.
 # Memory is read from /proc/<pid>/status (VmRSS) and nvidia-smi (used memory of the process).
 # Outputs: WORK_DIR/out (labels, manifest), WORK_DIR/memory.csv (seconds, rss_mib, gpu_mib),
 # WORK_DIR/predict.log.
@@ -43,7 +44,7 @@ while [ $i -lt "$n" ]; do
   esac
   i=$((i + 1))
 done
-export UMAMBA_FAULT_INJECT="alloc:50-51,alloc:400-402,rename:1+@_0017_label,write:300,read:700"
+export UMAMBA_FAULT_INJECT="alloc:50-51,alloc:2000-2002,rename:1+@_0017_label,write:300,read:700"
 "$bin" predict "$in" -o "$work/out" -m "$model" --device "$device" --progress lines \
   >"$work/predict.log" 2>&1 &
 pid=$!
