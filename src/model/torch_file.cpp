@@ -550,6 +550,12 @@ class Unpickler {
     check_file(dtype->kind == PyValue::Kind::Opaque && dtype->s == "numpy.dtype" &&
                    bytes->kind == PyValue::Kind::Bytes,
                "numpy scalar without a dtype and its bytes");
+    // The dtype must be one built by numpy.dtype(code, ...) with its state set (code, byte order);
+    // a bare reference to the numpy.dtype global has neither.
+    check_file(dtype->items.size() >= 2 && dtype->items[0] && dtype->items[1] &&
+                   dtype->items[0]->kind == PyValue::Kind::Str &&
+                   dtype->items[1]->kind == PyValue::Kind::Str,
+               "numpy scalar whose dtype has no type code and byte order");
     const std::string code = dtype->items[0]->s;
     const std::string order = dtype->items[1]->s;
     check_file(order != ">", "big-endian numpy scalar ({}) is not supported", code);

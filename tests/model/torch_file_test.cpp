@@ -153,5 +153,9 @@ TEST(Model_TorchFile, regression_mark_above_the_stack_is_refused) {
   expect_clean_refusal("torch-pop-mark-below-stack.pth-seed", "");
 }
 
+TEST(Model_TorchFile, regression_numpy_scalar_with_a_bare_dtype_global_is_refused) {
+  expect_clean_refusal("torch-numpy-scalar-global-dtype.pth-crash", "");
+}
+
 }  // namespace
 }  // namespace umamba::model
