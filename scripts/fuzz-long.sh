@@ -59,7 +59,7 @@ seed_dir() {  # target -> folder of seeds
       cp -f "$root"/examples/data/totalsegmentator/*.nii.gz "$root"/tests/fuzz/seeds/*.nii* "$s/" ;;
     fuzz_torch_file)
       cp -f "$root"/tests/fuzz/seeds-torch/* "$s/"
-      for f in "$root"/tests/fuzz/regressions/*.pth-seed; do
+      for f in "$root"/tests/fuzz/regressions/*.pth-seed "$root"/tests/fuzz/regressions/*.pth-crash; do
         [ -e "$f" ] && cp -f "$f" "$s/"
       done ;;
   esac
