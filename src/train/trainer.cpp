@@ -718,9 +718,12 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
     r.seconds = v.seconds;
     r.lr = options.initial_lr;
     state.history.push_back(r);
-    message(fmt::format("untrained network: validation {} {:.4f} ({} cases, {:.1f} s)", metric_name,
-                        v.mean, val_cases.size(), v.seconds));
-    if (cb.on_epoch) cb.on_epoch(r);
+    if (cb.on_epoch) {
+      cb.on_epoch(r);  // the caller reports it with the epochs
+    } else {
+      message(fmt::format("untrained network: validation {} {:.4f} ({} cases, {:.1f} s)",
+                          metric_name, v.mean, val_cases.size(), v.seconds));
+    }
   }
 
   auto fill_result = [&]() {
