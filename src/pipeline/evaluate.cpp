@@ -57,6 +57,8 @@ std::map<std::string, fs::path> list_images(const fs::path& dir, const char* rol
     const fs::path& p = entry.path();
     if (p.filename().string().starts_with(".") || !io::is_supported_image(p)) continue;
     const std::string key = case_key(p);
+    // The other images `umamba predict` writes beside the labels (--overlay, --probabilities).
+    if (key.ends_with("_overlay") || key.ends_with("_prob")) continue;
     const auto [it, inserted] = out.emplace(key, p);
     if (!inserted)
       duplicates.push_back(it->second.filename().string() + " / " + p.filename().string());

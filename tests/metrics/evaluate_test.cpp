@@ -112,6 +112,23 @@ TEST(Metrics_Evaluate, missing_and_duplicate_cases_stop_the_run) {
   EXPECT_NE(message_of(o).find("does not exist"), std::string::npos);
 }
 
+// Regression: `umamba predict --overlay --probabilities` writes <name>_overlay.png and
+// <name>_prob.tiff beside the labels; evaluate took them for unpaired predictions and stopped.
+TEST(Metrics_Evaluate, regression_predict_overlays_and_probabilities_are_not_cases) {
+  TempDir t;
+  umamba::io::write_labels(t.path / "gt/img1_label.tiff", cells(50, 40, 0));
+  umamba::io::write_labels(t.path / "pred/img1_label.tiff", cells(50, 40, 0));
+  umamba::io::write_labels(t.path / "pred/img1_overlay.tiff", cells(50, 40, 0));
+  umamba::io::write_labels(t.path / "pred/img1_prob.tiff", cells(50, 40, 0));
+  up::EvaluateOptions o;
+  o.gt_dir = t.path / "gt";
+  o.pred_dir = t.path / "pred";
+  o.output_dir = t.path / "out";
+  const auto s = up::run_evaluate(o);
+  EXPECT_EQ(s["cases"], 1);
+  EXPECT_DOUBLE_EQ(s["f1"]["mean"].get<double>(), 1.0);
+}
+
 TEST(Metrics_Evaluate, shape_and_spacing_mismatches_are_reported) {
   TempDir t;
   umamba::io::write_labels(t.path / "gt/a.nii.gz", cells(30, 30, 0, {1, 0.5, 0.5}));
