@@ -104,6 +104,55 @@ torch::ScalarType storage_dtype(const std::string& name) {
   return it == kTypes.end() ? torch::ScalarType::Undefined : it->second;
 }
 
+// Whether the values reachable from `roots` contain a reference cycle (a list, dict or tuple that
+// contains itself, directly or not: MEMO_GET can build one, Python's pickle allows it). With
+// `clear`, every container reached is emptied when a cycle is found, so the shared pointers of the
+// cycle are freed instead of leaking. Iterative: deep nesting does not grow the call stack.
+bool find_cycles(const std::vector<PyValuePtr>& roots, bool clear) {
+  std::unordered_map<const PyValue*, int> state;  // 1: on the current path, 2: finished
+  std::vector<PyValuePtr> reached;                // strong references while clearing
+  std::vector<std::pair<PyValue*, size_t>> path;  // node, index of its next child
+  bool cycle = false;
+  auto child = [](const PyValue* v, size_t k) -> const PyValuePtr& {
+    if (k < v->items.size()) return v->items[k];
+    const size_t d = k - v->items.size();
+    return d % 2 == 0 ? v->dict[d / 2].first : v->dict[d / 2].second;
+  };
+  for (const PyValuePtr& root : roots) {
+    if (!root || state.count(root.get())) continue;
+    state[root.get()] = 1;
+    reached.push_back(root);
+    path.emplace_back(root.get(), 0);
+    while (!path.empty()) {
+      PyValue* v = path.back().first;
+      const size_t k = path.back().second;
+      if (k == v->items.size() + 2 * v->dict.size()) {
+        state[v] = 2;
+        path.pop_back();
+        continue;
+      }
+      ++path.back().second;
+      const PyValuePtr& c = child(v, k);
+      if (!c) continue;
+      const auto it = state.find(c.get());
+      if (it == state.end()) {
+        state[c.get()] = 1;
+        reached.push_back(c);
+        path.emplace_back(c.get(), 0);
+      } else if (it->second == 1) {
+        cycle = true;
+      }
+    }
+  }
+  if (cycle && clear) {
+    for (const PyValuePtr& v : reached) {
+      v->items.clear();
+      v->dict.clear();
+    }
+  }
+  return cycle;
+}
+
 class Unpickler {
  public:
   Unpickler(const std::string& path, caffe2::serialize::PyTorchStreamReader& reader,
@@ -330,6 +379,15 @@ class Unpickler {
       }
     }
   }
+
+  // Everything the unpickler still holds: the stack (with the result on top) and the memo.
+  std::vector<PyValuePtr> held() const {
+    std::vector<PyValuePtr> out(stack_.begin(), stack_.end());
+    for (const auto& [slot, v] : memo_) out.push_back(v);
+    return out;
+  }
+  bool holds_a_cycle() const { return find_cycles(held(), false); }
+  ~Unpickler() { find_cycles(held(), true); }
 
   std::vector<std::string> opaque() const {
     return std::vector<std::string>(opaque_.begin(), opaque_.end());
@@ -678,6 +736,10 @@ TorchFile read_torch_file(const std::string& path, const TorchFileOptions& optio
     auto [ptr, size] = reader->getRecord("data.pkl");
     Unpickler unpickler(path, *reader, static_cast<const uint8_t*>(ptr.get()), size, options);
     file.root = unpickler.run();
+    if (unpickler.holds_a_cycle()) {
+      file.root.reset();  // the unpickler's destructor breaks the cycle
+      fail_file(path, "pickle holds a container that contains itself");
+    }
     file.opaque_globals = unpickler.opaque();
   } catch (const c10::Error& e) {
     fail_file(path, "{}", e.what_without_backtrace());

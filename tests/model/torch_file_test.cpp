@@ -157,5 +157,10 @@ TEST(Model_TorchFile, regression_numpy_scalar_with_a_bare_dtype_global_is_refuse
   expect_clean_refusal("torch-numpy-scalar-global-dtype.pth-crash", "");
 }
 
+TEST(Model_TorchFile, regression_self_referential_containers_are_refused) {
+  expect_clean_refusal("torch-self-referential-dict.pth-open", "contains itself");
+  expect_clean_refusal("torch-reference-cycle-leak.pth-open", "");  // refused earlier now
+}
+
 }  // namespace
 }  // namespace umamba::model
