@@ -26,6 +26,18 @@ IntList half(const IntList& kernel) {
   return p;
 }
 
+// PyTorch's default initialisation of a (transposed) convolution: kaiming-uniform with a = √5, bias
+// U(±1/√fan_in), where fan_in = weight[0].numel() for both layouts ([out, in, k...] and
+// [in, out, k...]). The networks then apply He init where the official code does.
+void pytorch_default_init(torch::Tensor& weight, torch::Tensor& bias) {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
+    bias.uniform_(-bound, bound);
+  }
+}
+
 }  // namespace
 
 ConvImpl::ConvImpl(int64_t in, int64_t out, IntList kernel, IntList stride_, IntList padding_,
@@ -40,13 +52,7 @@ ConvImpl::ConvImpl(int64_t in, int64_t out, IntList kernel, IntList stride_, Int
   shape.insert(shape.end(), kernel.begin(), kernel.end());
   weight = register_parameter("weight", torch::empty(shape));
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
-  // PyTorch's default (kaiming-uniform a=√5, bias U(±1/√fan_in)); the networks then apply He init.
-  torch::NoGradGuard no_grad;
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (bias.defined()) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
-    bias.uniform_(-bound, bound);
-  }
+  pytorch_default_init(weight, bias);
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
@@ -70,12 +76,7 @@ ConvTransposeImpl::ConvTransposeImpl(int64_t in, int64_t out, IntList stride_, b
   shape.insert(shape.end(), stride.begin(), stride.end());
   weight = register_parameter("weight", torch::empty(shape));
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
-  torch::NoGradGuard no_grad;
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (bias.defined()) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
-    bias.uniform_(-bound, bound);
-  }
+  pytorch_default_init(weight, bias);
 }
 
 torch::Tensor ConvTransposeImpl::forward(const torch::Tensor& x) {
