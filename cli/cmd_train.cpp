@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <sstream>
 
@@ -220,7 +221,67 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber)
       ->envname("UMAMBA_TRAIN_PROGRESS_INTERVAL");
-  cmd->callback([job, output, plans, val_list, cache_dir, patch, seed] {
+  // Data parallelism (one process per GPU; see docs/train.md "Several GPUs and nodes").
+  train::DistributedOptions& d = o.distributed;
+  cmd->add_option("--dist-backend", d.backend,
+                  "Data-parallel backend: auto (nccl on GPUs, gloo on the CPU), nccl or gloo")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "nccl", "gloo"}))
+      ->envname("UMAMBA_TRAIN_DIST_BACKEND");
+  cmd->add_option("--world-size", d.world_size,
+                  "Processes in the run; 0: WORLD_SIZE (torchrun), else SLURM_NTASKS (srun), else "
+                  "1 (no data parallelism)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->envname("UMAMBA_TRAIN_WORLD_SIZE");
+  cmd->add_option("--rank", d.rank,
+                  "This process's rank in [0, world size); -1: RANK, else SLURM_PROCID")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1000000))
+      ->envname("UMAMBA_TRAIN_RANK");
+  cmd->add_option("--local-rank", d.local_rank,
+                  "This process's index on its node (its GPU is cuda:LOCAL_RANK); -1: LOCAL_RANK, "
+                  "else SLURM_LOCALID, else the rank")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1023))
+      ->envname("UMAMBA_TRAIN_LOCAL_RANK");
+  cmd->add_option("--master-addr", d.master_addr,
+                  "Host of rank 0 (the rendezvous); empty: MASTER_ADDR, else the first host of "
+                  "SLURM_JOB_NODELIST")
+      ->capture_default_str()
+      ->envname("UMAMBA_TRAIN_MASTER_ADDR");
+  cmd->add_option("--master-port", d.master_port,
+                  "TCP port of the rendezvous on rank 0's host; 0: MASTER_PORT, else 29500")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535))
+      ->envname("UMAMBA_TRAIN_MASTER_PORT");
+  cmd->add_option("--dist-timeout", d.timeout_minutes,
+                  "Minutes a rank waits for the others (rendezvous, collectives, rank 0's "
+                  "validation)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->envname("UMAMBA_TRAIN_DIST_TIMEOUT");
+  cmd->add_option("--dist-sampling", o.dist_sampling,
+                  "per-rank (each rank its own batch stream) or global-slice (each rank makes the "
+                  "global batch and keeps every W-th sample: the 1-process samples, for "
+                  "comparisons)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"per-rank", "global-slice"}))
+      ->envname("UMAMBA_TRAIN_DIST_SAMPLING");
+  cmd->add_option("--stop-after-iterations", o.stop_after_iterations,
+                  "Testing aid: stop after N iterations of this run as a signal would (checkpoint "
+                  "saved, exit status 75); -1: never")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
+      ->envname("UMAMBA_TRAIN_STOP_AFTER_ITERATIONS");
+  auto debug_dump = std::make_shared<std::string>();
+  cmd->add_option("--debug-dump", *debug_dump,
+                  "Testing aid: every rank writes its per-iteration losses and final parameters "
+                  "into this folder (rank<r>_losses.txt, rank<r>_params.pt); empty: off")
+      ->capture_default_str()
+      ->envname("UMAMBA_TRAIN_DEBUG_DUMP");
+  cmd->callback([job, output, plans, val_list, cache_dir, patch, seed, debug_dump] {
+    job->options.debug_dump = *debug_dump;
     job->options.output = *output;
     job->plans = *plans;
     job->options.val_list = *val_list;
@@ -234,7 +295,7 @@ void add_train_command(CLI::App& app) {
       std::fprintf(stderr, "umamba: error: %s\n", e.what());
       throw CLI::RuntimeError(1);
     }
-    fmt::print(stderr, "{}", pipeline::format_train_summary(result, *job));
+    if (result.rank == 0) fmt::print(stderr, "{}", pipeline::format_train_summary(result, *job));
     if (result.stopped) throw CLI::RuntimeError(pipeline::kTrainStoppedStatus);
   });
 }

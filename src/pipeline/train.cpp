@@ -166,11 +166,24 @@ nlohmann::json read_json_file(const fs::path& p) {
 
 train::TrainResult run_train(const TrainJob& job) {
   UMAMBA_CHECK(!job.options.output.empty(), "umamba train: -o MODEL_DIR is required");
+  // Data parallelism: only rank 0 writes (the others plan, when needed, into a temporary folder).
+  const train::Rendezvous rdv = train::resolve_rendezvous(job.options.distributed);
+  const bool is0 = rdv.rank == 0;
   plan::DatasetDescription dataset = plan::discover_dataset(job.dataset);
   fs::path plans_path = job.plans;
   std::error_code ec;
-  fs::create_directories(job.options.output, ec);
-  if (ec) fail_file(job.options.output.string(), "cannot be created: {}", ec.message());
+  if (is0) {
+    fs::create_directories(job.options.output, ec);
+    if (ec) fail_file(job.options.output.string(), "cannot be created: {}", ec.message());
+  }
+  fs::path scratch;  // rank > 0 planning
+  struct RemoveScratch {
+    const fs::path& dir;
+    ~RemoveScratch() {
+      std::error_code e;
+      if (!dir.empty()) fs::remove_all(dir, e);
+    }
+  } remove_scratch{scratch};
   if (plans_path.empty() && fs::exists(job.options.output / "plans.json")) {
     plans_path = job.options.output / "plans.json";
     log::info("plans: {} (from an earlier run)", plans_path.string());
@@ -178,13 +191,22 @@ train::TrainResult run_train(const TrainJob& job) {
   if (plans_path.empty()) {
     PlanJob pj;
     pj.dataset = job.dataset;
-    pj.output = job.options.output / "plans.json";
+    if (is0) {
+      pj.output = job.options.output / "plans.json";
+    } else {
+      scratch = fs::temp_directory_path() /
+                fmt::format("umamba_plans_rank{}_{}", rdv.rank, static_cast<long>(::getpid()));
+      fs::create_directories(scratch, ec);
+      if (ec) fail_file(scratch.string(), "cannot be created: {}", ec.message());
+      pj.output = scratch / "plans.json";
+    }
     pj.gpu_memory_gb = job.gpu_memory_gb;
     pj.rules = job.planner_rules == "2.8.1" ? plan::PlannerRules::V2_8 : plan::PlannerRules::V2_2;
-    log::info("no --plans given: planning {} with nnU-Net's rules ({})", job.dataset.string(),
-              job.planner_rules);
+    if (is0)
+      log::info("no --plans given: planning {} with nnU-Net's rules ({})", job.dataset.string(),
+                job.planner_rules);
     const PlanResult planned = run_plan(pj);
-    log::info("{}", summarize_plans(planned.plans));
+    if (is0) log::info("{}", summarize_plans(planned.plans));
     plans_path = planned.plans_path;
   }
   const nlohmann::json plans = read_json_file(plans_path);
@@ -196,8 +218,9 @@ train::TrainResult run_train(const TrainJob& job) {
   const bool instance = dataset.layout == plan::DatasetLayout::NeurIPSCells ||
                         (dataset.dataset_json.is_object() &&
                          dataset.dataset_json.value("label_kind", "") == "instance");
-  TrainProgress progress(progress_mode_from_name(job.progress), job.progress_interval,
-                         options.epochs, options.iterations, instance ? "F1" : "Dice");
+  TrainProgress progress(is0 ? progress_mode_from_name(job.progress) : ProgressMode::Off,
+                         job.progress_interval, options.epochs, options.iterations,
+                         instance ? "F1" : "Dice");
   train::TrainCallbacks cb;
   cb.on_iteration = [&](int64_t e, int64_t it, int64_t n, double loss) {
     progress.iteration(e, it, n, loss);

@@ -5,6 +5,8 @@
 // the ETA, elsewhere a plain line every `progress_interval` seconds; one line per epoch in both.
 // SIGTERM, SIGUSR1 and SIGINT stop the run after the current step with checkpoint_latest saved
 // (exit status 75; rerun with --resume to continue); a second SIGINT ends the process at once.
+// Data-parallel runs (options.distributed, the torchrun/SLURM variables): ranks other than 0
+// create no folder, plan (when no plans exist yet) into a temporary folder, show no progress.
 #pragma once
 
 #include <filesystem>

@@ -41,6 +41,12 @@ LossTerms dice_ce_loss(const torch::Tensor& logits, const torch::Tensor& target,
     intersect = intersect.sum(0);
     sum_pred = sum_pred.sum(0);
     sum_gt = sum_gt.sum(0);
+    if (options.reduce_batch_stats) {
+      const auto all = options.reduce_batch_stats(torch::stack({intersect, sum_pred, sum_gt}));
+      intersect = all[0];
+      sum_pred = all[1];
+      sum_gt = all[2];
+    }
   }
   const auto dc =
       (2 * intersect + options.smooth) / (sum_gt + sum_pred + options.smooth).clamp_min(1e-8);

@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace umamba::train {
@@ -27,6 +28,10 @@ struct DiceCEOptions {
   double smooth = 1e-5;
   bool do_bg = false;
   double weight_ce = 1.0, weight_dice = 1.0;
+  // Data-parallel training: applied to the stacked batch statistics [3, K'] (I, P, G summed over
+  // the local batch) when batch_dice, e.g. a sum over ranks with gradient (data_parallel.h), so
+  // that every rank's Dice is the Dice of the global batch. Empty: the local batch only.
+  std::function<torch::Tensor(const torch::Tensor&)> reduce_batch_stats;
 };
 
 struct LossTerms {

@@ -169,6 +169,22 @@ Batch make_batch(const std::vector<const TrainCase*>& cases, const LoaderOptions
   } else {
     batch.targets = downsample_targets(a.labels, options.ds_scales);
   }
+  if (options.shard_count > 1) {
+    const int64_t B = static_cast<int64_t>(batch.boxes.size());
+    UMAMBA_CHECK(options.shard_rank >= 0 && options.shard_rank < options.shard_count &&
+                     B % options.shard_count == 0,
+                 "batch sharding: rank {} of {} over a batch of {}", options.shard_rank,
+                 options.shard_count, B);
+    const torch::Tensor rows =
+        torch::arange(options.shard_rank, B, options.shard_count,
+                      torch::TensorOptions().dtype(torch::kLong).device(batch.data.device()));
+    batch.data = batch.data.index_select(0, rows);
+    for (auto& t : batch.targets) t = t.index_select(0, rows);
+    std::vector<PatchBox> kept;
+    for (int64_t j = options.shard_rank; j < B; j += options.shard_count)
+      kept.push_back(batch.boxes[static_cast<size_t>(j)]);
+    batch.boxes = std::move(kept);
+  }
   // No synchronisation needed: every thread queues on the device's default stream, so the training
   // thread's kernels run after this batch's; pinned buffers stay reserved until their copies end.
   return batch;

@@ -17,6 +17,8 @@
 // not depend on the number of threads or their timing, and a resumed run sees exactly the batches
 // the uninterrupted run would have seen. Batches come out in index order; at most `queue_depth`
 // are prepared ahead.
+// Data parallelism: each rank runs its own loader with the per-rank batch size and a per-rank seed
+// (distributed.h rank_seed), or, for comparisons, the global batch sliced by rank (shard_*).
 // Limits: device augmentation runs on the current (default) CUDA stream of each worker thread.
 #pragma once
 
@@ -74,6 +76,10 @@ struct LoaderOptions {
   int workers = 2;
   int queue_depth = 4;
   uint64_t seed = 12345;
+  // Data-parallel comparison mode: every rank makes the global batch (sampler.batch_size is the
+  // global batch) and keeps samples shard_rank, shard_rank + shard_count, ... of it, so that W
+  // ranks see exactly the samples of the 1-process run. 1: the batch as made.
+  int64_t shard_rank = 0, shard_count = 1;
 };
 
 struct Batch {

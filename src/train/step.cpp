@@ -99,15 +99,21 @@ StepResult Optimization::step(const torch::Tensor& data,
                    targets.size());
       loss = deep_supervision_loss(outputs, targets, weights, options_.loss);
     }
-    const auto values = torch::stack({loss.total.detach(), loss.ce.detach(), loss.dice.detach()})
-                            .to(torch::kDouble)
-                            .cpu();
+    torch::Tensor stacked =
+        torch::stack({loss.total.detach(), loss.ce.detach(), loss.dice.detach()}).to(torch::kFloat);
+    if (group_ != nullptr) {
+      group_->all_reduce_sum(stacked);  // every rank then takes the same skip decision
+      stacked = stacked / static_cast<double>(group_->world_size());
+    }
+    const auto values = stacked.to(torch::kDouble).cpu();
     r.loss = values[0].item<double>();
     r.ce = values[1].item<double>();
     r.dice = values[2].item<double>();
     bool bad = !std::isfinite(r.loss);
     if (!bad) {
+      if (reducer_ != nullptr) reducer_->prepare();
       scaler_.scale(loss.total).backward();
+      if (reducer_ != nullptr) reducer_->finish();
       bad = scaler_.unscale_and_check(net_->parameters());
     }
     if (!bad) {

@@ -5,6 +5,8 @@
 // loss skips the step; backward of the (scaled) loss; gradients unscaled and checked (loss.h
 // GradScaler); finite gradients are clipped to norm `grad_clip` and SGD steps; the scaler updates.
 // After `max_nonfinite` skipped steps in a row step() throws umamba::Error.
+// Data-parallel (set_data_parallel): the reported loss is the mean over ranks (with batch Dice
+// summed over ranks it is the loss of the global batch) and the gradients are the mean over ranks.
 #pragma once
 
 #include <torch/torch.h>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "model/networks.h"
+#include "train/data_parallel.h"
 #include "train/loss.h"
 
 namespace umamba::train {
@@ -50,6 +53,13 @@ class Optimization {
   int consecutive_nonfinite() const { return consecutive_nonfinite_; }
   void set_consecutive_nonfinite(int n) { consecutive_nonfinite_ = n; }
   double loss_scale() const { return scaler_.current_scale(); }
+  // Data-parallel training: the loss values are averaged over the ranks before the non-finite
+  // decision (so every rank decides alike) and the gradients all-reduced by `reducer` during
+  // backward, before the check, clipping and the SGD step. nullptr: one process.
+  void set_data_parallel(ProcessGroup* group, GradientReducer* reducer) {
+    group_ = group;
+    reducer_ = reducer;
+  }
   model::SegmentationNetwork& network() { return *net_; }
   std::shared_ptr<model::SegmentationNetwork> network_ptr() { return net_; }
   torch::optim::SGD& optimizer() { return *optimizer_; }
@@ -65,6 +75,8 @@ class Optimization {
   std::unique_ptr<torch::optim::SGD> optimizer_;
   GradScaler scaler_;
   int consecutive_nonfinite_ = 0;
+  ProcessGroup* group_ = nullptr;
+  GradientReducer* reducer_ = nullptr;
 };
 
 // Autocast for the current thread (restores the previous state when destroyed).

@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -32,7 +33,9 @@
 #include "model/networks.h"
 #include "postprocess/targets.h"
 #include "train/augment.h"
+#include "train/data_parallel.h"
 #include "train/dataset.h"
+#include "train/distributed.h"
 #include "train/loss.h"
 #include "train/plot.h"
 #include "train/sampler.h"
@@ -107,6 +110,35 @@ torch::Device resolve_device(const std::string& spec) {
   fail("--device '{}': expected auto, cpu, cuda or cuda:N", spec);
 }
 
+// Several processes: each takes GPU LOCAL_RANK ("auto" and "cuda"; the only GPU when a process
+// sees one), or the CPU.
+torch::Device resolve_device_for_rank(const std::string& spec, const Rendezvous& r) {
+  if (!r.distributed()) return resolve_device(spec);
+  const bool gpu = torch::cuda::is_available();
+  if (spec == "auto" && !gpu) return torch::kCPU;
+  if (spec == "auto" || spec == "cuda") {
+    UMAMBA_CHECK(gpu, "--device {}: LibTorch sees no CUDA device", spec);
+    const auto n = static_cast<int>(torch::cuda::device_count());
+    // One visible GPU per process (srun --gpus-per-task=1, CUDA_VISIBLE_DEVICES set per rank).
+    if (n == 1) return torch::Device(torch::kCUDA, 0);
+    UMAMBA_CHECK(r.local_rank < n,
+                 "rank {} has local rank {} but this node shows {} GPU(s); start at most one "
+                 "process per GPU (or pass --device cuda:N)",
+                 r.rank, r.local_rank, n);
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(r.local_rank));
+  }
+  return resolve_device(spec);
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path.string(), "cannot be opened");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in && !in.eof()) fail_file(path.string(), "read failed");
+  return ss.str();
+}
+
 nlohmann::json record_json(const EpochRecord& r) {
   return {{"epoch", r.epoch},
           {"train_loss", r.train_loss},
@@ -173,7 +205,8 @@ struct RunState {
 };
 
 void save_checkpoint(const fs::path& path, Optimization& opt, const RunState& state,
-                     const nlohmann::json& fixed, int64_t epochs, torch::Device device) {
+                     const nlohmann::json& fixed, int64_t epochs, torch::Device device,
+                     int world_size) {
   torch::serialize::OutputArchive ar;
   opt.save(ar);
   ar.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
@@ -194,6 +227,7 @@ void save_checkpoint(const fs::path& path, Optimization& opt, const RunState& st
   j["best_metric_ema"] = state.best_metric_ema;
   j["consecutive_nonfinite"] = state.consecutive_nonfinite;
   j["fixed"] = fixed;
+  j["world_size"] = world_size;
   ar.write("state_json", c10::IValue(j.dump()));
   const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
   ar.save_to(tmp.string());
@@ -202,11 +236,13 @@ void save_checkpoint(const fs::path& path, Optimization& opt, const RunState& st
   if (ec) fail_file(path.string(), "cannot be renamed into place: {}", ec.message());
 }
 
-RunState load_checkpoint(const fs::path& path, Optimization& opt, const nlohmann::json& fixed,
-                         torch::Device device) {
+// `bytes`: the file's content (rank 0 reads it and broadcasts it in data-parallel runs); `path`
+// names it in messages.
+RunState load_checkpoint(const fs::path& path, const std::string& bytes, Optimization& opt,
+                         const nlohmann::json& fixed, torch::Device device) {
   torch::serialize::InputArchive ar;
   try {
-    ar.load_from(path.string(), device);
+    ar.load_from(bytes.data(), bytes.size(), device);
   } catch (const c10::Error& e) {
     fail_file(path.string(), "is not a readable checkpoint: {}",
               std::string(e.what_without_backtrace()));
@@ -519,7 +555,11 @@ std::string default_configuration(const nlohmann::json& plans) {
 
 TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json& plans,
                   const TrainOptions& options, const TrainCallbacks& cb) {
+  const Rendezvous rdv = resolve_rendezvous(options.distributed);
+  const int world = rdv.world_size;
+  const bool is0 = rdv.rank == 0;
   auto message = [&](const std::string& m) {
+    if (!is0) return;  // rank 0 reports for everyone
     if (cb.on_message) {
       cb.on_message(m);
     } else {
@@ -541,7 +581,11 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       options.configuration.empty() ? default_configuration(plans) : options.configuration;
   const nlohmann::json cfg = resolve_configuration(plans, configuration);
   const model::Architecture arch = model::architecture_from_string(options.architecture);
-  const torch::Device device = resolve_device(options.device);
+  UMAMBA_CHECK(options.dist_sampling == "per-rank" || options.dist_sampling == "global-slice",
+               "--dist-sampling '{}': expected per-rank or global-slice", options.dist_sampling);
+  const torch::Device device = resolve_device_for_rank(options.device, rdv);
+  result.rank = rdv.rank;
+  result.world_size = world;
   const std::string precision_text =
       options.precision == "auto" ? (device.is_cuda() ? "bf16" : "fp32") : options.precision;
   const Precision precision = precision_from_name(precision_text);
@@ -574,6 +618,47 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   const int64_t batch_size =
       options.batch_size > 0 ? options.batch_size : cfg.value("batch_size", int64_t{2});
   UMAMBA_CHECK(batch_size >= 1, "batch size {}: at least 1", batch_size);
+  UMAMBA_CHECK(batch_size % world == 0,
+               "batch size {} (the global batch) does not split evenly over {} processes; choose "
+               "a multiple of {}",
+               batch_size, world, world);
+  const int64_t local_batch = batch_size / world;
+
+  // The process group (a world of 1 has none: the plain path).
+  std::unique_ptr<ProcessGroup> group;
+  if (rdv.distributed()) {
+    const std::string backend = options.distributed.backend == "auto"
+                                    ? (device.is_cuda() ? "nccl" : "gloo")
+                                    : options.distributed.backend;
+    group = std::make_unique<ProcessGroup>(
+        rdv, backend, device,
+        std::chrono::minutes(std::max(1, options.distributed.timeout_minutes)));
+    result.dist_backend = backend;
+    message(
+        fmt::format("data parallel: {} processes ({}, {} backend, rendezvous {}:{}), {} "
+                    "patches per process, {} sampling",
+                    world, rdv.source, backend, rdv.master_addr, rdv.master_port, local_batch,
+                    options.dist_sampling));
+  }
+  // Runs fn on rank 0 only; an exception there stops every rank (the others with a pointer to
+  // rank 0's message) instead of leaving them waiting at the next collective.
+  auto on_rank0 = [&](const std::function<void()>& fn) {
+    std::exception_ptr error;
+    if (is0) {
+      try {
+        fn();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (group) {
+      const bool ok = group->all_true(!error);
+      if (error) std::rethrow_exception(error);
+      if (!ok) fail("rank {}: rank 0 failed (see its message); stopping", rdv.rank);
+    } else if (error) {
+      std::rethrow_exception(error);
+    }
+  };
   DiceCEOptions loss_options;
   loss_options.batch_dice = cfg.value("batch_dice", true);
   const int n_outputs = options.deep_supervision ? net_config.n_stages() - 1 : 1;
@@ -584,18 +669,20 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   // Folders.
   const fs::path fold_dir = options.output / ("fold_" + options.fold);
   result.fold_dir = fold_dir;
-  std::error_code ec;
-  fs::create_directories(fold_dir, ec);
-  if (ec) fail_file(fold_dir.string(), "cannot be created: {}", ec.message());
   const fs::path latest = fold_dir / "checkpoint_latest.pt";
   const fs::path best = fold_dir / "checkpoint_best.pt";
   const fs::path final_ckpt = fold_dir / "checkpoint_final.pt";
-  if (!options.resume && (fs::exists(latest) || fs::exists(final_ckpt))) {
-    fail(
-        "{} already holds a training run of fold {}; pass --resume to continue it, or train into "
-        "another output folder",
-        options.output.string(), options.fold);
-  }
+  on_rank0([&] {
+    std::error_code ec;
+    fs::create_directories(fold_dir, ec);
+    if (ec) fail_file(fold_dir.string(), "cannot be created: {}", ec.message());
+    if (!options.resume && (fs::exists(latest) || fs::exists(final_ckpt))) {
+      fail(
+          "{} already holds a training run of fold {}; pass --resume to continue it, or train "
+          "into another output folder",
+          options.output.string(), options.fold);
+    }
+  });
 
   // Cases (cache) and split.
   const fs::path cache_dir = options.cache_dir.empty()
@@ -604,7 +691,10 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   CacheReport cache;
   message(fmt::format("preprocessing {} cases of {} for configuration '{}' (cache {})",
                       dataset.cases.size(), dataset.name, configuration, cache_dir.string()));
-  std::vector<TrainCase> cases = load_cases(dataset, settings, cache_dir, &cache);
+  // Rank 0 fills the cache first; the others then read it.
+  std::vector<TrainCase> cases;
+  on_rank0([&] { cases = load_cases(dataset, settings, cache_dir, &cache); });
+  if (!is0) cases = load_cases(dataset, settings, cache_dir, &cache);
   result.cache_reused = cache.reused;
   result.cache_built = cache.built;
   result.cache_seconds = cache.seconds;
@@ -616,15 +706,17 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
                     ? make_split(ids, options.fold, options.folds, options.seed)
                     : split_from_list(ids, options.val_list);
   result.split_how = split.how;
-  write_text(
-      fold_dir / "split.json",
-      nlohmann::json({{"train", split.train}, {"val", split.val}, {"how", split.how}}).dump(1) +
-          "\n");
-  if (options.val_list.empty() && options.fold != "all" &&
-      static_cast<int>(ids.size()) >= options.folds) {
-    write_text(options.output / "splits.json",
-               splits_json(ids, options.folds, options.seed).dump(1) + "\n");
-  }
+  on_rank0([&] {
+    write_text(
+        fold_dir / "split.json",
+        nlohmann::json({{"train", split.train}, {"val", split.val}, {"how", split.how}}).dump(1) +
+            "\n");
+    if (options.val_list.empty() && options.fold != "all" &&
+        static_cast<int>(ids.size()) >= options.folds) {
+      write_text(options.output / "splits.json",
+                 splits_json(ids, options.folds, options.seed).dump(1) + "\n");
+    }
+  });
   std::vector<const TrainCase*> train_cases, val_cases;
   {
     std::map<std::string, const TrainCase*> by_id;
@@ -653,6 +745,12 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   step_options.loss = loss_options;
   step_options.ds_weights = ds_weights;
   step_options.max_nonfinite = options.max_nonfinite;
+  if (group && loss_options.batch_dice) {
+    ProcessGroup* g = group.get();
+    step_options.loss.reduce_batch_stats = [g](const torch::Tensor& stats) {
+      return all_reduce_with_grad(stats, *g);
+    };
+  }
   Optimization opt(net, step_options, device);
 
   // What a resume must agree on.
@@ -670,8 +768,15 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
                           {"augment", options.augment},
                           {"train_cases", split.train}};
   RunState state;
-  if (options.resume && fs::exists(latest)) {
-    state = load_checkpoint(latest, opt, fixed, device);
+  // Rank 0 reads the checkpoint; every rank loads the same bytes.
+  std::string checkpoint_bytes;
+  on_rank0([&] {
+    if (options.resume && fs::exists(latest)) checkpoint_bytes = read_bytes(latest);
+  });
+  if (group) checkpoint_bytes = group->broadcast_bytes(checkpoint_bytes);
+  if (options.resume && !checkpoint_bytes.empty()) {
+    state = load_checkpoint(latest, checkpoint_bytes, opt, fixed, device);
+    checkpoint_bytes.clear();
     opt.set_consecutive_nonfinite(state.consecutive_nonfinite);
     message(fmt::format("resuming fold {} at epoch {}, iteration {} from {}", options.fold,
                         state.epoch, state.iteration, latest.string()));
@@ -687,11 +792,26 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       options.iterations, net_config.n_stages(), fmt::join(net_config.features_per_stage, "/"),
       net->parameter_count()));
 
+  // Data parallelism: rank 0's weights everywhere, gradients averaged in buckets.
+  std::unique_ptr<GradientReducer> reducer;
+  if (group) {
+    broadcast_module_state(*group, net->parameters(), net->buffers());
+    reducer = std::make_unique<GradientReducer>(net->parameters(), *group);
+    opt.set_data_parallel(group.get(), reducer.get());
+    message(fmt::format("gradients all-reduced in {} bucket(s) of about {} MB during backward",
+                        reducer->bucket_count(), GradientReducer::kDefaultBucketBytes >> 20));
+  }
+
   // Loader.
   LoaderOptions lo;
   lo.sampler.dims = static_cast<int>(patch.size());
   lo.sampler.patch = patch;
-  lo.sampler.batch_size = batch_size;
+  const bool global_slice = group && options.dist_sampling == "global-slice";
+  lo.sampler.batch_size = global_slice ? batch_size : local_batch;
+  if (global_slice) {
+    lo.shard_rank = rdv.rank;
+    lo.shard_count = world;
+  }
   lo.sampler.oversample_foreground = options.oversample_foreground;
   lo.augment = default_augment_config(patch);
   lo.augment.enabled = options.augment;
@@ -701,7 +821,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   lo.device = device;
   lo.workers = std::max(1, options.workers);
   lo.queue_depth = std::max(1, options.queue_depth);
-  lo.seed = options.seed;
+  lo.seed = global_slice ? options.seed : rank_seed(options.seed, rdv.rank, world);
 
   bool plot_warned = false;
   auto run_validation = [&]() {
@@ -709,7 +829,11 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
                     precision, options.val_batch_size);
   };
   if (options.validate_untrained && state.epoch == 0 && state.iteration == 0 &&
-      state.history.empty() && !val_cases.empty()) {
+      state.history.empty() && !val_cases.empty() && !is0) {
+    group->barrier();  // rank 0 validates
+  }
+  if (options.validate_untrained && state.epoch == 0 && state.iteration == 0 &&
+      state.history.empty() && !val_cases.empty() && is0) {
     const Validation v = run_validation();
     EpochRecord r;
     r.epoch = -1;
@@ -724,7 +848,23 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       message(fmt::format("untrained network: validation {} {:.4f} ({} cases, {:.1f} s)",
                           metric_name, v.mean, val_cases.size(), v.seconds));
     }
+    if (group) group->barrier();
   }
+
+  // Testing aid (options.debug_dump): every rank's losses and final parameters.
+  std::vector<std::pair<int64_t, double>> dump_losses;
+  auto write_dump = [&]() {
+    if (options.debug_dump.empty()) return;
+    std::error_code dec;
+    fs::create_directories(options.debug_dump, dec);
+    std::string text;
+    for (const auto& [i, l] : dump_losses) text += fmt::format("{} {:.9g}\n", i, l);
+    const std::string tag = "rank" + std::to_string(rdv.rank);
+    write_text(options.debug_dump / (tag + "_losses.txt"), text);
+    std::vector<torch::Tensor> params;
+    for (const auto& p : opt.network().parameters()) params.push_back(p.detach().cpu().clone());
+    torch::save(params, (options.debug_dump / (tag + "_params.pt")).string());
+  };
 
   auto fill_result = [&]() {
     result.next_epoch = state.epoch;
@@ -745,15 +885,20 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       const double seconds_before = state.sums.seconds;
       const double wait_before = loader.wait_seconds();
       while (state.iteration < options.iterations) {
-        const bool stop_now = (options.stop_after_iterations >= 0 &&
-                               run_iterations >= options.stop_after_iterations) ||
-                              (options.stop_flag && options.stop_flag->load());
+        bool stop_now = (options.stop_after_iterations >= 0 &&
+                         run_iterations >= options.stop_after_iterations) ||
+                        (options.stop_flag && options.stop_flag->load());
+        // A signal reaches the ranks at different moments: they stop together when any saw it.
+        if (group) stop_now = !group->all_true(!stop_now);
         if (stop_now) {
           state.sums.seconds = seconds_before + seconds_since(epoch_t0);
           state.sums.data_wait += loader.wait_seconds() - wait_before;
           state.consecutive_nonfinite = opt.consecutive_nonfinite();
-          save_checkpoint(latest, opt, state, fixed, options.epochs, device);
-          write_logs(fold_dir, state.history, metric_name, &plot_warned);
+          on_rank0([&] {
+            save_checkpoint(latest, opt, state, fixed, options.epochs, device, world);
+            write_logs(fold_dir, state.history, metric_name, &plot_warned);
+          });
+          write_dump();
           message(
               fmt::format("stopped at epoch {}, iteration {}; {} holds the state (rerun with "
                           "--resume to continue)",
@@ -764,6 +909,8 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
         }
         Batch batch = loader.next();
         const StepResult s = opt.step(batch.data, batch.targets);
+        if (!options.debug_dump.empty())
+          dump_losses.emplace_back(state.epoch * options.iterations + state.iteration, s.loss);
         ++state.iteration;
         ++run_iterations;
         ++state.sums.steps;
@@ -774,7 +921,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
           state.sums.ce += s.ce;
           state.sums.dice += s.dice;
         }
-        if (cb.on_iteration)
+        if (cb.on_iteration && is0)
           cb.on_iteration(state.epoch, state.iteration, options.iterations, s.loss);
       }
       // End of the epoch.
@@ -794,7 +941,8 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       const bool do_val = !val_cases.empty() && options.val_every > 0 &&
                           ((state.epoch + 1) % options.val_every == 0 || last);
       bool improved = false;
-      if (do_val) {
+      if (do_val && !is0) group->barrier();  // rank 0 validates
+      if (do_val && is0) {
         const Validation v = run_validation();
         r.val_metric = v.mean;
         r.val_seconds = v.seconds;
@@ -805,6 +953,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
           improved = true;
         }
         result.final_metric = v.mean;
+        if (group) group->barrier();
       }
       r.peak_gpu_memory_gb = peak_gpu_gb(device);
       reset_peak_gpu(device);
@@ -814,15 +963,37 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       state.iteration = 0;
       state.sums = EpochSums{};
       state.consecutive_nonfinite = opt.consecutive_nonfinite();
-      if (improved) save_checkpoint(best, opt, state, fixed, options.epochs, device);
-      if (state.epoch % options.save_every == 0 || state.epoch == options.epochs) {
-        save_checkpoint(latest, opt, state, fixed, options.epochs, device);
-      }
-      write_logs(fold_dir, state.history, metric_name, &plot_warned);
-      if (cb.on_epoch) cb.on_epoch(r);
+      if (improved && is0) save_checkpoint(best, opt, state, fixed, options.epochs, device, world);
+      on_rank0([&] {
+        if (state.epoch % options.save_every == 0 || state.epoch == options.epochs) {
+          save_checkpoint(latest, opt, state, fixed, options.epochs, device, world);
+        }
+        write_logs(fold_dir, state.history, metric_name, &plot_warned);
+      });
+      if (cb.on_epoch && is0) cb.on_epoch(r);
     }
   }
-  save_checkpoint(final_ckpt, opt, state, fixed, options.epochs, device);
+  write_dump();
+  if (!is0) {
+    // Rank 0 writes the final checkpoint and the model folder.
+    group->barrier();
+    result.completed = true;
+    fill_result();
+    return result;
+  }
+  // (rank 0; the others wait at the barrier at the end)
+  struct ReleaseOthers {  // even when the export fails, so that they do not wait for the timeout
+    ProcessGroup* group;
+    ~ReleaseOthers() {
+      if (group) {
+        try {
+          group->barrier();
+        } catch (...) {
+        }
+      }
+    }
+  } release_others{group.get()};
+  save_checkpoint(final_ckpt, opt, state, fixed, options.epochs, device, world);
 
   // The model folder.
   std::shared_ptr<model::SegmentationNetwork> export_net = opt.network_ptr();
@@ -831,7 +1002,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
     torch::manual_seed(options.seed);
     auto best_net = model::make_network(net_config);
     Optimization best_opt(best_net, step_options, device);
-    load_checkpoint(best, best_opt, fixed, device);
+    load_checkpoint(best, read_bytes(best), best_opt, fixed, device);
     export_net = best_net;
     exported = "best";
   }

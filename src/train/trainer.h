@@ -38,7 +38,14 @@
 // says what to change. A CUDA out-of-memory error stops with a message naming the batch and patch
 // size to lower.
 //
-// Limits: one device per run (no multi-GPU data parallelism yet); no cascade (3d_lowres →
+// Data parallelism (distributed.h, data_parallel.h): one process per GPU (NCCL) or CPU process
+// (Gloo), started by hand, torchrun-style variables or SLURM. Rank r trains on batch/W patches of
+// its own stream (or its slice of the global batch); gradients are averaged over the ranks in
+// buckets during backward; with batch Dice the Dice statistics are summed over the ranks, so the
+// loss is that of the global batch. Rank 0 alone reads the checkpoint (broadcast to the others),
+// validates and writes every file (the others wait at a barrier); a checkpoint holds the global
+// state only, so a run resumes with another world size.
+// Limits: no cascade (3d_lowres →
 // 3d_cascade_fullres); validation is in the preprocessed space (cropped, resampled for 3D), not
 // on the original grid.
 #pragma once
@@ -53,6 +60,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plan/dataset.h"
+#include "train/distributed.h"
 
 namespace umamba::train {
 
@@ -98,6 +106,16 @@ struct TrainOptions {
   // run (-1: never), or when *stop_flag becomes true.
   int64_t stop_after_iterations = -1;
   const std::atomic<bool>* stop_flag = nullptr;
+  // Data-parallel training over several processes (distributed.h; a world of 1 is the plain run):
+  // batch_size is the global batch, split evenly over the ranks.
+  DistributedOptions distributed;
+  // per-rank: each rank draws its own batches (seed derived from the run's seed and the rank);
+  // global-slice: each rank makes the global batch and keeps samples rank, rank + W, ... (the
+  // 1-process run's samples exactly, at W times the data preparation; for comparisons).
+  std::string dist_sampling = "per-rank";
+  // Testing aid: when set, EVERY rank writes rank<r>_losses.txt (global iteration and loss per
+  // line) and rank<r>_params.pt (its final parameters, torch::save of a tensor list) here.
+  std::filesystem::path debug_dump;
 };
 
 // One line of the training log.
@@ -136,6 +154,8 @@ struct TrainResult {
   int64_t cache_reused = 0, cache_built = 0;
   double cache_seconds = 0;
   std::string device, precision;
+  int rank = 0, world_size = 1;  // data parallelism: this process and the world
+  std::string dist_backend;      // nccl or gloo (empty: one process)
   std::filesystem::path fold_dir;
   nlohmann::json metadata;  // the model folder's metadata.json (when completed)
 };

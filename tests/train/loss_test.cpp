@@ -69,7 +69,9 @@ TEST(Train_Loss, dice_ce_matches_reference_formula) {
       std::vector<int64_t> tshape = shape;
       tshape[1] = 1;
       const auto target = torch::randint(0, shape[1], tshape).to(torch::kFloat);
-      const LossTerms got = dice_ce_loss(logits, target, DiceCEOptions{batch_dice});
+      DiceCEOptions options;
+      options.batch_dice = batch_dice;
+      const LossTerms got = dice_ce_loss(logits, target, options);
       const double want = reference_loss(logits, target, batch_dice);
       EXPECT_NEAR(got.total.item<double>(), want, 1e-5) << "batch_dice " << batch_dice;
       EXPECT_NEAR(got.total.item<double>(), (got.ce + got.dice).item<double>(), 1e-6);

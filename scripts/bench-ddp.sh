@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench-ddp.sh: data-parallel training on 2 GPUs against 1 GPU, for the U-Mamba paper's microscopy
+# configuration (2D, patch 512², global batch 12) with U-Mamba_Bot and U-Mamba_Enc, on synthetic
+# cells from `umamba synth`. Builds nothing: pass the umamba binary of a CUDA build (build-gpu).
+#
+#   scripts/bench-ddp.sh UMAMBA_BINARY [WORK_DIR]
+#
+# For each architecture:
+#  1. loss trajectory: BENCH_LOSS_ITERS iterations on 1 GPU (batch 12) and on 2 GPUs (2 processes
+#     × 6) with augmentation off and --dist-sampling global-slice (rank r takes samples r, r+2, ...
+#     of the 1-GPU batch), so both see the same samples; the per-iteration losses side by side
+#     (they differ by mixed-precision rounding only);
+#  2. throughput: 2 epochs × BENCH_ITERS iterations with augmentation on (each rank its own batch
+#     stream), no validation; samples/s = BENCH_ITERS × 12 / seconds of the second epoch (the
+#     first holds cuDNN's autotuning and the warm-up), and the ratio 2 GPUs / 1 GPU.
+# Environment:
+#   BENCH_ITERS       40          iterations per epoch of the throughput runs
+#   BENCH_LOSS_ITERS  20          iterations of the loss comparison
+#   BENCH_ARCHS       "bot enc"   architectures
+#   BENCH_PRECISION   bf16        bf16, fp16 or fp32
+#   BENCH_IMAGES      16          synthetic images (1024² each)
+#   BENCH_WORKERS     4           batch threads per process
+#   BENCH_PORT        29531       rendezvous port on 127.0.0.1
+# WORK_DIR (default: a new temporary folder) keeps the data, plans, model folders and logs.
+set -euo pipefail
+
+if [[ $# -lt 1 ]]; then
+  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+  exit 64
+fi
+UMAMBA=$(realpath "$1")
+WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/bench-ddp.XXXXXX")}
+mkdir -p "$WORK"
+WORK=$(realpath "$WORK")
+ITERS=${BENCH_ITERS:-40}
+LOSS_ITERS=${BENCH_LOSS_ITERS:-20}
+ARCHS=${BENCH_ARCHS:-bot enc}
+PRECISION=${BENCH_PRECISION:-bf16}
+IMAGES=${BENCH_IMAGES:-16}
+WORKERS=${BENCH_WORKERS:-4}
+PORT=${BENCH_PORT:-29531}
+BATCH=12
+# NVLink SHARP (multicast) stays off on these machines (see the device notes).
+export NCCL_NVLS_ENABLE=0
+
+[[ -x "$UMAMBA" ]] || { echo "bench-ddp: $UMAMBA is not an executable" >&2; exit 64; }
+GPUS=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l || echo 0)
+if [[ "$GPUS" -lt 2 ]]; then
+  echo "bench-ddp: needs 2 GPUs (nvidia-smi lists $GPUS)" >&2
+  exit 65
+fi
+
+echo "== bench-ddp: $(date -u +%FT%TZ) on $(hostname); work folder $WORK"
+"$UMAMBA" --version 2>/dev/null || true
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+echo "global batch $BATCH, patch 512x512, precision $PRECISION, NCCL_NVLS_ENABLE=$NCCL_NVLS_ENABLE"
+
+# ---- data and plans (once)
+DATA=$WORK/data
+if [[ ! -d "$DATA/images" ]]; then
+  "$UMAMBA" synth -o "$DATA" --count "$IMAGES" --size 1024x1024 --seed 1 >/dev/null
+fi
+if [[ ! -f "$WORK/plans.json" ]]; then
+  "$UMAMBA" plan "$DATA" -o "$WORK/plans.json" --configurations 2d
+fi
+
+# train_run NAME WORLD EXTRA_ARGS... : 1 process (WORLD=1) or WORLD processes on GPUs 0..WORLD-1.
+train_run() {
+  local name=$1 world=$2
+  shift 2
+  local out=$WORK/$name
+  rm -rf "$out" "$WORK/$name.dump"
+  local common=(train "$DATA" --plans "$WORK/plans.json" -c 2d --patch-size 512x512
+    --batch-size "$BATCH" --precision "$PRECISION" --fold all --val-every 0 --progress lines
+    --progress-interval 60 --workers "$WORKERS" --cache-dir "$WORK/cache"
+    --debug-dump "$WORK/$name.dump" -o "$out" "$@")
+  if [[ "$world" -eq 1 ]]; then
+    "$UMAMBA" "${common[@]}" --device cuda:0 >"$WORK/$name.log" 2>&1 || {
+      echo "bench-ddp: $name failed:" >&2
+      tail -20 "$WORK/$name.log" >&2
+      return 1
+    }
+  else
+    local pids=() r
+    for ((r = 0; r < world; r++)); do
+      "$UMAMBA" "${common[@]}" --world-size "$world" --rank "$r" --local-rank "$r" \
+        --master-addr 127.0.0.1 --master-port "$PORT" --dist-backend nccl \
+        >"$WORK/$name.rank$r.log" 2>&1 &
+      pids+=($!)
+    done
+    local failed=0
+    for r in "${!pids[@]}"; do
+      wait "${pids[$r]}" || failed=1
+    done
+    PORT=$((PORT + 1))
+    if [[ $failed -ne 0 ]]; then
+      echo "bench-ddp: $name failed:" >&2
+      tail -20 "$WORK/$name.rank0.log" "$WORK/$name.rank1.log" >&2
+      return 1
+    fi
+  fi
+}
+
+# seconds of epoch 2 (row 3 of training_log.csv, column 8), peak GPU memory (column 14)
+epoch2_seconds() { awk -F, 'NR == 3 { print $8 }' "$WORK/$1/fold_all/training_log.csv"; }
+epoch2_peak() { awk -F, 'NR == 3 { print $14 }' "$WORK/$1/fold_all/training_log.csv"; }
+
+for ARCH in $ARCHS; do
+  echo
+  echo "== $ARCH: loss over $LOSS_ITERS iterations, same samples (augmentation off)"
+  train_run "$ARCH-loss-1gpu" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+    --dist-sampling global-slice
+  train_run "$ARCH-loss-2gpu" 2 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+    --dist-sampling global-slice
+  grep -m1 "^training " "$WORK/$ARCH-loss-1gpu.log" || true
+  grep -m1 "^data parallel" "$WORK/$ARCH-loss-2gpu.rank0.log" || true
+  echo "iteration  loss_1gpu  loss_2gpu  difference"
+  paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-2gpu.dump/rank0_losses.txt" |
+    awk '{ printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, $4 - $2 }'
+  paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-2gpu.dump/rank0_losses.txt" |
+    awk '{ d = $4 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "max |difference| %.3e\n", m }'
+
+  echo
+  echo "== $ARCH: throughput, 2 epochs x $ITERS iterations (augmentation on), epoch 2 timed"
+  train_run "$ARCH-speed-1gpu" 1 -a "$ARCH" --epochs 2 --iterations "$ITERS"
+  train_run "$ARCH-speed-2gpu" 2 -a "$ARCH" --epochs 2 --iterations "$ITERS"
+  s1=$(epoch2_seconds "$ARCH-speed-1gpu")
+  s2=$(epoch2_seconds "$ARCH-speed-2gpu")
+  awk -v s1="$s1" -v s2="$s2" -v n="$ITERS" -v b="$BATCH" -v m1="$(epoch2_peak "$ARCH-speed-1gpu")" \
+    -v m2="$(epoch2_peak "$ARCH-speed-2gpu")" -v a="$ARCH" 'BEGIN {
+      r1 = n * b / s1; r2 = n * b / s2;
+      printf "%s 1 GPU : %7.2f samples/s (%.3f s/iteration, peak %.2f GB)\n", a, r1, s1 / n, m1;
+      printf "%s 2 GPUs: %7.2f samples/s (%.3f s/iteration, peak %.2f GB on rank 0)\n", a, r2, s2 / n, m2;
+      printf "%s ratio 2 GPUs / 1 GPU: %.2f\n", a, r2 / r1 }'
+done
+echo
+echo "== bench-ddp done: $(date -u +%FT%TZ); logs in $WORK"

@@ -1,0 +1,2 @@
+// umamba: see ../context.h (stand-in for a Gloo header that LibTorch's wheel does not ship).
+#pragma once

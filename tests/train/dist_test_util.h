@@ -1,0 +1,92 @@
+// Helpers of the data-parallel tests: a free TCP port, starting `umamba` processes, reading the
+// --debug-dump files.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+extern char** environ;
+
+namespace umamba::train::testing {
+
+namespace fs = std::filesystem;
+
+// A port the kernel just handed out on the loopback interface (free at the time of the call).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+    return 29500 + (::getpid() % 1000);
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+#ifdef UMAMBA_CLI_PATH
+
+// Starts `umamba args...` with extra environment variables; returns its pid.
+inline pid_t spawn_umamba(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> argv_s{UMAMBA_CLI_PATH};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv_s[0].c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  return pid;
+}
+
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+inline std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline std::vector<std::pair<int64_t, double>> read_losses(const fs::path& p) {
+  std::vector<std::pair<int64_t, double>> out;
+  std::ifstream in(p);
+  int64_t i = 0;
+  double l = 0;
+  while (in >> i >> l) out.emplace_back(i, l);
+  return out;
+}
+
+inline std::vector<torch::Tensor> read_params(const fs::path& p) {
+  std::vector<torch::Tensor> v;
+  torch::load(v, p.string());
+  return v;
+}
+
+#endif  // UMAMBA_CLI_PATH
+
+}  // namespace umamba::train::testing
