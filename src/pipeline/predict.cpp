@@ -11,12 +11,15 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "core/build_info.h"
@@ -39,6 +42,7 @@
 #include "postprocess/measure.h"
 #include "postprocess/outlines.h"
 #include "postprocess/targets.h"
+#include "volumetric/resample.h"
 #endif
 
 namespace umamba::pipeline {
@@ -423,6 +427,9 @@ io::WriteOptions write_options(const PredictOutputs& out, const InputFile& input
   return w;
 }
 
+void finish_whole(Context& ctx, const Item& item, io::ImageReader& reader, const Image& classes,
+                  nlohmann::json& rec);
+
 // Whole-image mode: classes in memory, instances with the full post-processing, every extra.
 void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
                    engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
@@ -472,7 +479,15 @@ void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
       });
   rec["engine"] = engine_json(st);
   if (prob) prob->finish();
+  finish_whole(ctx, item, reader, classes, rec);
+}
 
+// Whole-image mode after the class map: instances, extras, the label image.
+void finish_whole(Context& ctx, const Item& item, io::ImageReader& reader, const Image& classes,
+                  nlohmann::json& rec) {
+  const Shape s = classes.shape();
+  const bool want_intensity =
+      !item.outputs.measurements.empty() || (!item.outputs.overlay.empty() && s.z == 1);
   Image labels;
   if (ctx.post == PostMode::None) {
     labels = classes;
@@ -512,6 +527,176 @@ void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
   }
   if (!notes.empty()) rec["notes"] = notes;
   io::write_labels(item.outputs.labels, labels, write_options(item.outputs, item.input));
+}
+
+// ---- resampling to the plans' spacing (3D models; see predict.h) ------------------------------
+
+// "z,y,x" or one value for every axis, positive numbers.
+volumetric::Spacing3 parse_spacing(const std::string& text) {
+  std::vector<double> v;
+  std::string item;
+  std::stringstream list(text);
+  while (std::getline(list, item, ',')) {
+    char* end = nullptr;
+    const double d = std::strtod(item.c_str(), &end);
+    UMAMBA_CHECK(end != item.c_str() && *end == '\0' && std::isfinite(d) && d > 0,
+                 "--spacing '{}': '{}' is not a positive number (expected z,y,x or one value)",
+                 text, item);
+    v.push_back(d);
+  }
+  UMAMBA_CHECK(v.size() == 1 || v.size() == 3,
+               "--spacing '{}': expected three values z,y,x or one for every axis, got {}", text,
+               v.size());
+  if (v.size() == 1) return {v[0], v[0], v[0]};
+  return {v[0], v[1], v[2]};
+}
+
+// The input's voxel size [Z,Y,X]: --spacing, else the file's (NIfTI always has one; a TIFF has
+// one when it carries resolution tags, ImageJ or JSON spacing); nullopt when unknown.
+std::optional<volumetric::Spacing3> input_spacing(const PredictJob& job,
+                                                  const io::ImageInfo& info) {
+  if (!job.spacing.empty()) return parse_spacing(job.spacing);
+  if (info.format == "nifti" || !info.geometry.unit.empty()) return info.geometry.spacing;
+  return std::nullopt;
+}
+
+// [C,Z,Y,X] with the spatial axes permuted (new axis i = old axis perm[i], nnU-Net's transpose),
+// contiguous; the spacing follows its axes.
+Image transpose_spatial(const Image& image, const std::array<int64_t, 3>& perm) {
+  if (perm == std::array<int64_t, 3>{0, 1, 2}) return image;
+  const Shape& s = image.shape();
+  const Shape& st = image.strides();
+  const std::array<int64_t, 3> sizes{s.z, s.y, s.x}, strides{st.z, st.y, st.x};
+  const Shape ns{s.c, sizes[static_cast<size_t>(perm[0])], sizes[static_cast<size_t>(perm[1])],
+                 sizes[static_cast<size_t>(perm[2])]};
+  const Shape nst{st.c, strides[static_cast<size_t>(perm[0])],
+                  strides[static_cast<size_t>(perm[1])], strides[static_cast<size_t>(perm[2])]};
+  Geometry g = image.geometry();
+  for (size_t i = 0; i < 3; ++i)
+    g.spacing[i] = image.geometry().spacing[static_cast<size_t>(perm[i])];
+  auto owner = std::make_shared<Image>(image);
+  Image out =
+      Image::wrap(const_cast<void*>(image.data()), image.dtype(), ns, nst, owner, g).clone();
+  out.geometry() = g;
+  return out;
+}
+
+// Softmax over channels of a float32 [K,Z,Y,X] image.
+Image softmax_channels(const Image& logits) {
+  const Shape s = logits.shape();
+  Image out = Image::zeros(DType::F32, s, logits.geometry());
+  const float* in = logits.data_as<float>();
+  float* p = out.data_as<float>();
+  const int64_t n = s.pixels();
+  for (int64_t i = 0; i < n; ++i) {
+    float mx = in[i];
+    for (int64_t c = 1; c < s.c; ++c) mx = std::max(mx, in[c * n + i]);
+    double sum = 0;
+    for (int64_t c = 0; c < s.c; ++c) sum += std::exp(static_cast<double>(in[c * n + i] - mx));
+    for (int64_t c = 0; c < s.c; ++c)
+      p[c * n + i] = static_cast<float>(std::exp(static_cast<double>(in[c * n + i] - mx)) / sum);
+  }
+  return out;
+}
+
+// nnU-Net's path for a volume at another spacing (reference §4.3-4.4): transpose, normalise,
+// resample (order 3, separate-Z rule), sliding window, logits back (order 1, separate-Z rule),
+// transpose back, arg-max; then the whole-image post-processing and outputs.
+void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
+                       engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
+                       const volumetric::Spacing3& spacing, nlohmann::json& rec) {
+  const Shape s = source.shape();
+  const int64_t K = ctx.model.num_classes;
+  const int64_t C = s.c;
+  const std::array<int64_t, 3> fwd{ctx.model.transpose_forward[0], ctx.model.transpose_forward[1],
+                                   ctx.model.transpose_forward[2]};
+  std::array<int64_t, 3> bwd{};
+  for (size_t i = 0; i < 3; ++i) bwd[static_cast<size_t>(fwd[i])] = static_cast<int64_t>(i);
+  const std::array<int64_t, 3> dims{s.z, s.y, s.x};
+  volumetric::Shape3 shape_t{};
+  volumetric::Spacing3 spacing_t{}, target{};
+  for (size_t i = 0; i < 3; ++i) {
+    shape_t[i] = dims[static_cast<size_t>(fwd[i])];
+    spacing_t[i] = spacing[static_cast<size_t>(fwd[i])];
+    target[i] = ctx.model.spacing[i];
+  }
+  const volumetric::Shape3 there = volumetric::target_shape(shape_t, spacing_t, target);
+  const int axis_there = volumetric::separate_z_axis(spacing_t, target);
+  const int axis_back = volumetric::separate_z_axis(target, spacing_t);
+  {
+    // The volume, normalised, resampled, its logits there and back (float32), the class map.
+    const double n_in = static_cast<double>(s.pixels());
+    const double n_out = static_cast<double>(there[0] * there[1] * there[2]);
+    const double bytes = 4.0 * (2.0 * C * n_in + 2.0 * C * n_out + K * n_out + 2.0 * K * n_in) +
+                         n_in * (K <= 256 ? 1.0 : 2.0);
+    const size_t limit = allocation_limit();
+    if (bytes > static_cast<double>(limit)) {
+      fail_file(item.input.path.string(),
+                "resampling {} to the model's spacing ({}x{}x{} voxels) needs about {:.3g} GB, "
+                "above the allocation limit of {:.3g} GB (UMAMBA_MAX_ALLOC_BYTES); raise the "
+                "limit, or pass --no-resample to predict the volume at its own spacing",
+                to_string(s), there[0], there[1], there[2], bytes / 1e9,
+                static_cast<double>(limit) / 1e9);
+    }
+  }
+  // Read, transpose, normalise (nnU-Net normalises before resampling).
+  Image image = transpose_spatial(source.read(Box{0, 0, 0, s.z, s.y, s.x}).contiguous(), fwd);
+  std::vector<engine::ChannelStats> stats;
+  const engine::Normalization& norm = ctx.model.normalization;
+  if (engine::Normalizer::needs_image_stats(norm, C)) {
+    engine::StatsAccumulator acc(C, engine::Normalizer::needs_masked_stats(norm, C));
+    acc.add(image);
+    stats = acc.finish();
+  }
+  const engine::Normalizer normalizer(norm, C, stats);
+  Image data = Image::zeros(DType::F32, image.shape(), image.geometry());
+  normalizer.apply(image, data.data_as<float>(), data.strides().c, data.strides().z,
+                   data.strides().y);
+  image = Image();
+  volumetric::ResampleOptions to_target;
+  to_target.order = 3;
+  to_target.order_z = 0;
+  to_target.separate_axis = axis_there;
+  const Image resampled = volumetric::resample_data(data, there, to_target);
+  data = Image();
+
+  // Sliding window at the target spacing (already normalised).
+  engine::Normalization none;
+  none.channels = {engine::ChannelNormalization{engine::NormScheme::NoNorm, false, {}}};
+  engine::EngineOptions eo = ctx.engine;
+  eo.outputs = engine::kLogits;
+  Image logits = Image::zeros(DType::F32, {K, there[0], there[1], there[2]}, resampled.geometry());
+  engine::ImageSource there_source(resampled);
+  meter.set_lines(there[0]);
+  const engine::EngineStats st =
+      engine::predict_bands(there_source, model, none, eo, [&](const engine::Band& b) {
+        logits.region(Box{b.z0, b.y0, 0, b.dz, b.dy, there[2]}).copy_from(b.logits);
+        meter.lines_done(b.z0 + b.dz);
+      });
+  rec["engine"] = engine_json(st);
+
+  // Logits back to the input grid (nnU-Net: order 1, order_z 0), then the original axis order.
+  volumetric::ResampleOptions back;
+  back.order = 1;
+  back.order_z = 0;
+  back.separate_axis = axis_back;
+  Image logits_back = transpose_spatial(volumetric::resample_data(logits, shape_t, back), bwd);
+  logits = Image();
+  logits_back.geometry() = source.geometry();
+  Image classes = volumetric::argmax_channels(logits_back, K <= 256 ? DType::U8 : DType::U16);
+  classes.geometry() = source.geometry();
+  if (!item.outputs.probabilities.empty()) {
+    io::write_image(item.outputs.probabilities, softmax_channels(logits_back));
+  }
+  logits_back = Image();
+  rec["resampling"] = {{"input_spacing", spacing},
+                       {"target_spacing", ctx.model.spacing},
+                       {"transpose_forward", ctx.model.transpose_forward},
+                       {"shape_at_target", there},
+                       {"separate_axis_to_target", axis_there},
+                       {"separate_axis_back", axis_back},
+                       {"orders", "data 3 (order_z 0), logits back 1 (order_z 0)"}};
+  finish_whole(ctx, item, reader, classes, rec);
 }
 
 // Streaming mode: see predict.h. 2D images (Z = 1) under 2D models, or volumes under 3D models.
@@ -679,8 +864,28 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
     meter.set_lines(model3d ? s.z : s.z * s.y);
     const bool streamable =
         (s.z == 1 || model3d) && is_tiff_ext(item.outputs.labels.extension().string());
+    // Resampling to the plans' spacing (3D models whose plans give one; see predict.h).
+    std::optional<volumetric::Spacing3> spacing;
+    const bool resample = ctx.job.resample && model3d && !ctx.model.spacing.empty();
+    if (resample) {
+      spacing = input_spacing(ctx.job, info);
+      if (!spacing) {
+        fail_file(item.input.path.string(),
+                  "the model was trained at spacing {} (plans.json, Z,Y,X) but this file gives "
+                  "no voxel size (no resolution tags or ImageJ spacing); pass --spacing z,y,x, "
+                  "or --no-resample to predict it as it is",
+                  fmt::join(ctx.model.spacing, ","));
+      }
+      if (ctx.job.stream == "always") {
+        fail_file(item.input.path.string(),
+                  "--stream always: a volume resampled to the model's spacing is predicted "
+                  "whole; pass --no-resample to stream it at its own spacing");
+      }
+    }
     bool stream = false;
-    if (ctx.job.stream == "always") {
+    if (resample) {
+      stream = false;
+    } else if (ctx.job.stream == "always") {
       if (!streamable) {
         fail_file(item.input.path.string(),
                   "--stream always: streaming needs a TIFF label output and a 2D image (or a 3D "
@@ -691,7 +896,9 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
       stream = streamable && s.pixels() > ctx.job.stream_above;
     }
     auto run_on = [&](engine::TileModel& m) {
-      if (stream) {
+      if (resample) {
+        predict_resampled(ctx, item, *reader, source, m, meter, *spacing, rec);
+      } else if (stream) {
         predict_streamed(ctx, item, source, m, meter, rec);
       } else {
         predict_whole(ctx, item, *reader, source, m, meter, rec);
@@ -782,6 +989,9 @@ nlohmann::json job_parameters(const PredictJob& job, const ModelInfo& m, PostMod
           {"min_size", job.min_size},
           {"stream", job.stream},
           {"stream_above", job.stream_above},
+          {"resample", job.resample},
+          {"spacing", job.spacing},
+          {"model_spacing", m.spacing},
           {"normalization", m.normalization_source}};
 }
 
@@ -813,6 +1023,7 @@ PredictSummary run_predict(const PredictJob& job) {
   for (const std::string fixed : {"_prob", "_overlay", "_objects"}) {
     UMAMBA_CHECK(job.suffix != fixed, "--suffix {} is taken by another output", job.suffix);
   }
+  if (!job.spacing.empty()) parse_spacing(job.spacing);  // a malformed value is a setup error
   const ProgressMode progress_mode = progress_mode_from_name(job.progress);
   const ModelInfo model = inspect_model(job.model.string(), job.folds);
   const PostMode post = post_mode(job, model);
@@ -861,7 +1072,21 @@ PredictSummary run_predict(const PredictJob& job) {
       skipped.push_back(std::move(it));
     } else {
       try {
-        it.tiles = estimate_tiles(io::open_image(in.path)->info().shape, model, job.tile_step);
+        const io::ImageInfo info = io::open_image(in.path)->info();
+        Shape shape = info.shape;
+        // Resampled volumes are tiled at the plans' spacing (progress counts those tiles).
+        if (job.resample && model.spatial_dims() == 3 && !model.spacing.empty()) {
+          if (const auto sp = input_spacing(job, info)) {
+            const std::array<int64_t, 3> d{shape.z, shape.y, shape.x};
+            for (size_t i = 0; i < 3; ++i) {
+              const size_t a = static_cast<size_t>(model.transpose_forward[i]);
+              const int64_t n = volumetric::target_shape({d[a], 1, 1}, {(*sp)[a], 1, 1},
+                                                         {model.spacing[i], 1, 1})[0];
+              (i == 0 ? shape.z : i == 1 ? shape.y : shape.x) = n;
+            }
+          }
+        }
+        it.tiles = estimate_tiles(shape, model, job.tile_step);
       } catch (const std::exception&) {
         it.tiles = 0;  // it fails properly when processed
       }

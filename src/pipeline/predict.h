@@ -24,6 +24,15 @@
 // done when every requested output exists; stale temporaries left by a killed run (whose process
 // is gone) are removed before the file is redone.
 //
+// Spacing: with a 3D model whose plans give a target spacing, and `resample` on (the default, as
+// nnU-Net), the whole volume is read, transposed by the plans' transpose_forward, normalised,
+// resampled to the target spacing (volumetric/resample.h: order 3, separate-Z when anisotropic),
+// predicted by the sliding window, and the blended logits resampled back to the transposed input
+// grid (order 1, separate-Z by nnU-Net's rule), transposed back, arg-maxed (probabilities: their
+// softmax). The labels land on the input's grid; NIfTI outputs keep the input's header. The
+// input's spacing comes from `spacing`, else the file; a TIFF without resolution information is
+// an error naming --spacing. Resampled files are never streamed. 2D models are not resampled.
+//
 // Large inputs: above `stream_above` pixels (Z·Y·X) a 2D image, or a volume under a 3D model, is
 // streamed: the interior class of each band is labelled on its own (postprocess::BandMerger joins
 // the labels across band faces), local labels are spilled to a temporary file, and after the last
@@ -78,6 +87,13 @@ struct PredictJob {
   double tile_step = 0.5;
   bool mirror = true;
   std::string precision = "fp32";  // fp32, fp16, bf16
+  // Resampling (3D models whose plans.json configuration gives a spacing): the volume goes to the
+  // plans' spacing (data order 3, nnU-Net's separate-Z rule), is predicted there, and its logits
+  // come back to the input grid (order 1) before the arg-max. false: predicted as it is.
+  bool resample = true;
+  // The input's voxel size "z,y,x" (or one value for all axes) in the plans' unit (mm), replacing
+  // what the file says; empty: from the file (NIfTI pixdim, TIFF resolution / ImageJ spacing).
+  std::string spacing;
   // post-processing
   std::string postprocess = "auto";  // auto, reclaim, plain, none
   int64_t min_size = 0;

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "core/error.h"
@@ -144,6 +146,23 @@ ModelInfo inspect_model(const std::string& dir, const std::string& folds) {
                folder.network.dims());
   if (folder.dataset.is_object() && folder.dataset.contains("labels")) {
     info.labels = folder.dataset["labels"];
+  }
+  if (folder.network.dims() == 3 && configuration.is_object() &&
+      configuration.contains("spacing")) {
+    for (const auto& v : configuration["spacing"]) info.spacing.push_back(v.get<double>());
+    UMAMBA_CHECK(info.spacing.size() == 3,
+                 "{}: plans.json configuration '{}' gives a spacing of {} axes for a 3D network",
+                 dir, info.configuration, info.spacing.size());
+    for (double v : info.spacing) {
+      UMAMBA_CHECK(std::isfinite(v) && v > 0, "{}: plans.json spacing {} is not positive", dir, v);
+    }
+    if (folder.plans.contains("transpose_forward")) {
+      info.transpose_forward = folder.plans["transpose_forward"].get<std::vector<int64_t>>();
+      std::vector<int64_t> sorted = info.transpose_forward;
+      std::sort(sorted.begin(), sorted.end());
+      UMAMBA_CHECK(sorted == (std::vector<int64_t>{0, 1, 2}),
+                   "{}: plans.json transpose_forward must be a permutation of 0,1,2", dir);
+    }
   }
   if (configuration.is_object() && configuration.contains("normalization_schemes")) {
     const nlohmann::json props =

@@ -8,8 +8,12 @@
 // Normalisation comes from plans.json (the model's configuration, nnU-Net's keys); a folder without
 // plans gets z-score per channel, as nnU-Net's default. Mirroring TTA flips every spatial axis
 // (nnU-Net's default allowed axes; the trainer's own list is not in the folder).
-// Limits: no resampling to the plans' spacing (inputs are assumed to be at the training spacing,
-// true for the 2D cell configurations); no cropping to the non-zero region.
+// Spacing: a 3D configuration's "spacing" (and the plans' "transpose_forward") are read into
+// ModelInfo; `umamba predict` resamples volumes to that spacing and the prediction back (see
+// predict.h), as nnU-Net does.
+// Limits: 2D models are not resampled (inputs are taken at the training spacing, true for the 2D
+// cell configurations; a 3D volume under a 2D model is predicted slice by slice at its own
+// in-plane spacing); no cropping to the non-zero region.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -39,6 +43,10 @@ struct ModelInfo {
   std::string hash;                 // SHA-256 of metadata.json (it lists every fold's SHA-256)
   nlohmann::json fold_sha256;       // {"0": "<hex>", ...} of the selected folds
   nlohmann::json labels;            // dataset.json "labels" (null when absent)
+  // 3D configurations: the plans' target spacing [Z,Y,X] after transpose_forward (empty: none
+  // given, no resampling) and the axis order the network was trained in.
+  std::vector<double> spacing;
+  std::vector<int64_t> transpose_forward{0, 1, 2};
   engine::Normalization normalization;
   std::string normalization_source;  // "plans.json" or "default z-score"
   int spatial_dims() const { return static_cast<int>(patch_size.size()); }
