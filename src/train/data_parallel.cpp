@@ -93,7 +93,15 @@ ProcessGroup::ProcessGroup(const Rendezvous& r, const std::string& backend, torc
   }
 }
 
-ProcessGroup::~ProcessGroup() = default;
+ProcessGroup::~ProcessGroup() {
+  // NCCL: a normal shutdown of the communicators (a no-op for Gloo).
+  if (impl_ && impl_->backend) {
+    try {
+      impl_->backend->shutdown();
+    } catch (...) {
+    }
+  }
+}
 
 std::unique_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_sum_async(torch::Tensor& tensor) {
   std::vector<at::Tensor> v{tensor};

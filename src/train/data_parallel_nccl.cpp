@@ -31,7 +31,10 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
-  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+  auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+  // This rank's GPU, so that NCCL does not guess it (barriers, communicator creation).
+  backend->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
+  return backend;
 #else
   (void)store;
   (void)rank;

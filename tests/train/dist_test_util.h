@@ -42,18 +42,31 @@ inline int free_port() {
 #ifdef UMAMBA_CLI_PATH
 
 // Starts `umamba args...` with extra environment variables; returns its pid.
-inline pid_t spawn_umamba(const std::vector<std::string>& args, const fs::path& log) {
+inline pid_t spawn_umamba(const std::vector<std::string>& args, const fs::path& log,
+                          const std::vector<std::pair<std::string, std::string>>& env = {}) {
   std::vector<std::string> argv_s{UMAMBA_CLI_PATH};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // This process's environment with `env` set on top.
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string item(*e);
+    bool replaced = false;
+    for (const auto& [k, v] : env) replaced = replaced || item.rfind(k + "=", 0) == 0;
+    if (!replaced) env_s.push_back(item);
+  }
+  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv_s[0].c_str(), &fa, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, argv_s[0].c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return -1;
   return pid;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
@@ -504,6 +505,55 @@ TEST_F(Train_DistributedCli, a_two_rank_checkpoint_resumes_in_one_process) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(lg[i].first, static_cast<int64_t>(4 + i));
     EXPECT_NEAR(lg[i].second, lr[4 + i].second, 1e-5) << "iteration " << lg[i].first;
+  }
+}
+
+TEST_F(Train_DistributedCli, torchrun_and_slurm_variables_start_per_rank_streams) {
+  const fs::path d = dir_.path();
+  // Prepare the cache once (so that both runs below start alike).
+  ASSERT_EQ(run(1, common(4), {(d / "warm").string()}, "warm"), std::vector<int>({0}))
+      << log_of("warm", 0);
+  for (const std::string launcher : {"torchrun", "slurm"}) {
+    const int port = free_port();
+    std::vector<pid_t> pids;
+    for (int r = 0; r < 2; ++r) {
+      std::vector<std::pair<std::string, std::string>> env;
+      if (launcher == "torchrun") {
+        env = {{"RANK", std::to_string(r)},
+               {"WORLD_SIZE", "2"},
+               {"LOCAL_RANK", std::to_string(r)},
+               {"MASTER_ADDR", "127.0.0.1"},
+               {"MASTER_PORT", std::to_string(port)}};
+      } else {
+        env = {{"SLURM_PROCID", std::to_string(r)},
+               {"SLURM_NTASKS", "2"},
+               {"SLURM_LOCALID", std::to_string(r)},
+               {"SLURM_JOB_NODELIST", "localhost"},
+               {"MASTER_PORT", std::to_string(port)}};
+      }
+      auto a = common(4);  // default: per-rank sampling, augmentation on
+      a.insert(a.end(), {"-o", (d / launcher).string(), "--debug-dump",
+                         (d / (launcher + "_dump")).string(), "--dist-timeout", "2"});
+      pids.push_back(spawn_umamba(a, d / (launcher + std::to_string(r) + ".log"), env));
+      ASSERT_GT(pids.back(), 0);
+    }
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_EQ(wait_exit(pids[static_cast<size_t>(r)]), 0)
+          << slurp(d / (launcher + std::to_string(r) + ".log"));
+    }
+    const std::string log0 = slurp(d / (launcher + "0.log"));
+    EXPECT_NE(log0.find(launcher == "torchrun" ? "torchrun variables" : "SLURM variables"),
+              std::string::npos)
+        << log0;
+    EXPECT_NE(log0.find("per-rank sampling"), std::string::npos) << log0;
+    const auto p0 = read_params(d / (launcher + "_dump") / "rank0_params.pt");
+    const auto p1 = read_params(d / (launcher + "_dump") / "rank1_params.pt");
+    ASSERT_EQ(p0.size(), p1.size());
+    for (size_t i = 0; i < p0.size(); ++i)
+      EXPECT_TRUE(torch::equal(p0[i], p1[i])) << launcher << " parameter " << i;
+    const auto losses = read_losses(d / (launcher + "_dump") / "rank0_losses.txt");
+    ASSERT_EQ(losses.size(), 6u);
+    for (const auto& [i, l] : losses) EXPECT_TRUE(std::isfinite(l)) << launcher << " " << i;
   }
 }
 
