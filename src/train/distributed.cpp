@@ -1,6 +1,8 @@
 // Rendezvous from flags, torchrun's or SLURM's variables (see distributed.h).
 #include "train/distributed.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -187,6 +189,21 @@ uint64_t rank_seed(uint64_t seed, int rank, int world_size) {
   if (world_size <= 1) return seed;
   return mix_seed(seed, 0xdd90000000000000ULL, static_cast<uint64_t>(rank),
                   static_cast<uint64_t>(world_size));
+}
+
+double rank_oversample(int64_t global_batch, int world_size, int rank, double oversample) {
+  if (world_size <= 1) return oversample;
+  UMAMBA_CHECK(global_batch % world_size == 0 && rank >= 0 && rank < world_size,
+               "oversampling split: rank {} of {} over a batch of {}", rank, world_size,
+               global_batch);
+  const int64_t b = global_batch / world_size;
+  // The sampler's rule (nnU-Net): sample j of B is forced when j >= round(B (1 - p)), NumPy's
+  // round (half to even, as std::nearbyint in the default rounding mode).
+  const auto first_forced =
+      static_cast<int64_t>(std::nearbyint(static_cast<double>(global_batch) * (1.0 - oversample)));
+  const int64_t lo = static_cast<int64_t>(rank) * b, hi = lo + b;
+  const int64_t forced = std::clamp<int64_t>(hi - std::max(lo, first_forced), 0, b);
+  return static_cast<double>(forced) / static_cast<double>(b);
 }
 
 }  // namespace umamba::train

@@ -59,4 +59,12 @@ std::vector<std::string> expand_slurm_nodelist(const std::string& list);
 // the plain path), else a mix of seed and rank (distinct for every rank).
 uint64_t rank_seed(uint64_t seed, int rank, int world_size);
 
+// Foreground oversampling of rank r's share of the global batch, as nnU-Net's DDP trainer splits
+// it: rank r holds samples [r·b, (r+1)·b) of the global batch (b = global / W), and the samples
+// forced to contain foreground are the last ones of the global batch (index ≥ round(B·(1 − p)),
+// sampler.h); returns the fraction f of rank r's b samples that are forced, chosen so that the
+// per-batch rule applied to b samples with f forces exactly those (its last forced_r samples).
+// A world of 1 returns p unchanged.
+double rank_oversample(int64_t global_batch, int world_size, int rank, double oversample);
+
 }  // namespace umamba::train

@@ -812,7 +812,10 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
     lo.shard_rank = rdv.rank;
     lo.shard_count = world;
   }
-  lo.sampler.oversample_foreground = options.oversample_foreground;
+  // Per-rank streams: rank r forces the foreground samples of its share of the global batch.
+  lo.sampler.oversample_foreground =
+      global_slice ? options.oversample_foreground
+                   : rank_oversample(batch_size, world, rdv.rank, options.oversample_foreground);
   lo.augment = default_augment_config(patch);
   lo.augment.enabled = options.augment;
   if (!options.augment) lo.augment.initial_patch = patch;

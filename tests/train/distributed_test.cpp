@@ -17,6 +17,7 @@
 #include "train/data_parallel.h"
 #include "train/distributed.h"
 #include "train/loss.h"
+#include "train/sampler.h"
 #include "train/trainer.h"
 #include "train_test_util.h"
 
@@ -167,6 +168,34 @@ TEST(Train_Distributed, rank_seeds_are_distinct_and_one_process_keeps_the_seed) 
   for (int r = 0; r < 16; ++r) seen.insert(rank_seed(12345, r, 16));
   EXPECT_EQ(seen.size(), 16u);
   EXPECT_NE(rank_seed(12345, 0, 2), rank_seed(12346, 0, 2));
+}
+
+TEST(Train_Distributed, rank_oversampling_forces_the_global_batch_samples) {
+  // Reference: the sampler's own rule on the global batch, cut into the ranks' contiguous shares.
+  EXPECT_EQ(rank_oversample(12, 1, 0, 0.33), 0.33);
+  EXPECT_EQ(rank_oversample(12, 2, 0, 0.33), 0.0);        // samples 0..5: none forced
+  EXPECT_EQ(rank_oversample(12, 2, 1, 0.33), 4.0 / 6.0);  // samples 6..11: 8..11 forced
+  for (int64_t world : {2, 3, 4, 8}) {
+    for (int64_t b = 1; b <= 12; ++b) {
+      const int64_t B = b * world;
+      for (double p : {0.0, 0.1, 0.33, 0.5, 0.66, 0.9, 1.0}) {
+        int64_t total = 0;
+        for (int r = 0; r < world; ++r) {
+          const double f = rank_oversample(B, static_cast<int>(world), r, p);
+          for (int64_t j = 0; j < b; ++j) {
+            const bool local = force_foreground(j, b, f);
+            const bool global = force_foreground(r * b + j, B, p);
+            EXPECT_EQ(local, global)
+                << "B " << B << " W " << world << " rank " << r << " p " << p << " sample " << j;
+            total += local ? 1 : 0;
+          }
+        }
+        int64_t want = 0;
+        for (int64_t g = 0; g < B; ++g) want += force_foreground(g, B, p) ? 1 : 0;
+        EXPECT_EQ(total, want) << "B " << B << " W " << world << " p " << p;
+      }
+    }
+  }
 }
 
 TEST(Train_Distributed, bucket_assignment_reverse_order_with_a_size_cap) {
