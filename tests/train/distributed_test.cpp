@@ -586,6 +586,19 @@ TEST_F(Train_DistributedCli, torchrun_and_slurm_variables_start_per_rank_streams
   }
 }
 
+TEST_F(Train_DistributedCli, an_error_on_rank_0_stops_every_rank) {
+  const fs::path d = dir_.path();
+  ASSERT_EQ(run(1, common(4), {(d / "m").string()}, "first"), std::vector<int>({0}))
+      << log_of("first", 0);
+  // The folder holds a finished run and --resume is missing: rank 0 refuses during setup; rank 1
+  // must not wait for it at the next collective.
+  const auto codes = run(2, common(4), {(d / "m").string(), (d / "m").string()}, "again");
+  EXPECT_EQ(codes, std::vector<int>({1, 1}));
+  EXPECT_NE(log_of("again", 0).find("already holds a training run"), std::string::npos)
+      << log_of("again", 0);
+  EXPECT_NE(log_of("again", 1).find("rank 0 failed"), std::string::npos) << log_of("again", 1);
+}
+
 TEST_F(Train_DistributedCli, a_batch_that_does_not_split_is_refused_by_every_rank) {
   const fs::path d = dir_.path();
   const auto codes = run(2, common(3), {(d / "m").string(), (d / "m").string()}, "odd");
