@@ -26,6 +26,7 @@
 #include "model/sha256.h"
 #include "plan/fingerprint.h"
 #include "train/augment.h"
+#include "volumetric/resample.h"
 
 namespace umamba::train {
 namespace fs = std::filesystem;
@@ -33,7 +34,8 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-constexpr int kCacheVersion = 1;
+// 2: 3D resampling by volumetric/resample.h (nnU-Net's orders) instead of LibTorch's trilinear.
+constexpr int kCacheVersion = 2;
 
 nlohmann::json resolve_configuration(const nlohmann::json& plans, const std::string& name,
                                      int depth = 0) {
@@ -65,76 +67,6 @@ Image transpose_spatial(const Image& image, const std::array<int64_t, 3>& perm) 
   Image out = view.clone();
   out.geometry() = g;
   return out;
-}
-
-torch::Tensor as_tensor_f32(const Image& image) {
-  const Image c = image.contiguous();
-  const Shape& s = c.shape();
-  torch::Tensor t;
-  visit_dtype(c.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    std::vector<float> v(static_cast<size_t>(s.elements()));
-    const T* p = c.data_as<T>();
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(p[i]);
-    t = torch::from_blob(v.data(), {s.c, s.z, s.y, s.x}, torch::kFloat).clone();
-  });
-  return t;
-}
-
-Image image_from_tensor(const torch::Tensor& t, DType dtype, const Geometry& g) {
-  const auto c = t.contiguous().cpu();
-  Shape s{c.size(0), c.size(1), c.size(2), c.size(3)};
-  Image out = Image::zeros(dtype, s, g);
-  visit_dtype(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* dst = out.data_as<T>();
-    if constexpr (std::is_floating_point_v<T>) {
-      const auto f = c.to(torch::kFloat);
-      const float* src = f.data_ptr<float>();
-      for (int64_t i = 0; i < s.elements(); ++i) dst[i] = static_cast<T>(src[i]);
-    } else {
-      const auto l = c.to(torch::kLong);
-      const int64_t* src = l.data_ptr<int64_t>();
-      for (int64_t i = 0; i < s.elements(); ++i) dst[i] = static_cast<T>(src[i]);
-    }
-  });
-  return out;
-}
-
-// Resamples x [N, *S] (3 spatial axes) to `target` [Z,Y,X]; `linear` chooses between the data
-// rule (cubic in-plane / trilinear) and nearest (instances). `separate_axis` >= 0: that axis is
-// resampled by nearest on its own, the other two in-plane.
-torch::Tensor resample_volume(const torch::Tensor& x, const std::array<int64_t, 3>& target,
-                              int separate_axis, bool cubic, bool nearest) {
-  const std::vector<int64_t> size{target[0], target[1], target[2]};
-  if (x.size(1) == target[0] && x.size(2) == target[1] && x.size(3) == target[2]) return x;
-  if (nearest) {
-    return F::interpolate(x.unsqueeze(0), nearest_exact_options(size)).squeeze(0);
-  }
-  if (separate_axis < 0) {
-    return F::interpolate(
-               x.unsqueeze(0),
-               F::InterpolateFuncOptions().size(size).mode(torch::kTrilinear).align_corners(false))
-        .squeeze(0);
-  }
-  // Move the coarse axis first: [N, A, P, Q]; in-plane per slice, then nearest along A.
-  const int a = separate_axis + 1;
-  torch::Tensor m = x.movedim(a, 1);  // [N, A, P, Q]
-  std::vector<int64_t> plane;
-  for (int d = 0; d < 3; ++d)
-    if (d != separate_axis) plane.push_back(target[static_cast<size_t>(d)]);
-  const int64_t N = m.size(0), A = m.size(1);
-  torch::Tensor s = m.reshape({N * A, 1, m.size(2), m.size(3)});
-  auto o = F::InterpolateFuncOptions().size(plane).align_corners(false);
-  s = F::interpolate(s, cubic ? o.mode(torch::kBicubic) : o.mode(torch::kBilinear));
-  s = s.reshape({N, A, plane[0], plane[1]});
-  const int64_t A_new = target[static_cast<size_t>(separate_axis)];
-  if (A_new != A) {
-    s = F::interpolate(s.unsqueeze(0),
-                       nearest_exact_options(std::vector<int64_t>{A_new, plane[0], plane[1]}))
-            .squeeze(0);
-  }
-  return s.movedim(1, a).contiguous();
 }
 
 std::string file_stamp(const fs::path& p) {
@@ -505,55 +437,31 @@ TrainCase preprocess_case(const plan::Case& c, const PreprocessSettings& setting
   }
   const DType label_dtype = settings.num_classes <= 255 ? DType::U8 : DType::I16;
 
-  // Resample 3D configurations to the target spacing.
+  // Resample 3D configurations to the target spacing with nnU-Net's orders (volumetric/
+  // resample.h): data order 3, labels one-hot order 1 (>= 0.5, later labels win), the separate-Z
+  // rule (order_z 0) for anisotropic spacings; instance ids by nearest.
   if (settings.dims == 3 && !settings.target_spacing.empty() && data.depth() > 1) {
-    const auto& sp = geometry.spacing;
-    std::array<int64_t, 3> shape{data.depth(), data.height(), data.width()};
-    std::array<int64_t, 3> target{};
-    bool same = true;
-    for (int d = 0; d < 3; ++d) {
-      target[d] = std::max<int64_t>(
-          1, static_cast<int64_t>(std::llround(static_cast<double>(shape[d]) * sp[d] /
-                                               settings.target_spacing[static_cast<size_t>(d)])));
-      same = same && target[d] == shape[d];
-    }
-    if (!same) {
-      // nnU-Net's separate-z rule: the current or the target spacing anisotropic (> 3×).
-      auto aniso_axis = [](const std::array<double, 3>& s) {
-        const double mx = *std::max_element(s.begin(), s.end());
-        const double mn = *std::min_element(s.begin(), s.end());
-        return mx / mn > 3.0 ? static_cast<int>(std::max_element(s.begin(), s.end()) - s.begin())
-                             : -1;
-      };
-      std::array<double, 3> ts{settings.target_spacing[0], settings.target_spacing[1],
-                               settings.target_spacing[2]};
-      int axis = aniso_axis(sp);
-      if (axis < 0) axis = aniso_axis(ts);
-      torch::NoGradGuard no_grad;
-      const torch::Tensor d = resample_volume(as_tensor_f32(data), target, axis, true, false);
-      // Labels: one-hot linear per class, arg-max (running best, class by class).
-      const torch::Tensor lab = as_tensor_f32(classes);
-      torch::Tensor best, arg;
-      for (int64_t k = 0; k < settings.num_classes; ++k) {
-        const torch::Tensor m = (lab == static_cast<float>(k)).to(torch::kFloat);
-        if (k > 0 && !m.any().item<bool>()) continue;
-        const torch::Tensor r = resample_volume(m, target, axis, false, false);
-        if (!best.defined()) {
-          best = r;
-          arg = torch::full_like(r, static_cast<float>(k));
-        } else {
-          const auto better = r > best;
-          best = torch::where(better, r, best);
-          arg = torch::where(better, torch::full_like(r, static_cast<float>(k)), arg);
-        }
-      }
+    const volumetric::Spacing3 sp = geometry.spacing;
+    const volumetric::Spacing3 ts{settings.target_spacing[0], settings.target_spacing[1],
+                                  settings.target_spacing[2]};
+    const volumetric::Shape3 shape{data.depth(), data.height(), data.width()};
+    const volumetric::Shape3 target = volumetric::target_shape(shape, sp, ts);
+    if (target != shape) {
+      volumetric::ResampleOptions o;
+      o.order = 3;
+      o.order_z = 0;
+      o.separate_axis = volumetric::separate_z_axis(sp, ts);
       Geometry ng = geometry;
-      for (int i = 0; i < 3; ++i) ng.spacing[i] = settings.target_spacing[static_cast<size_t>(i)];
-      data = image_from_tensor(d, DType::F32, ng);
-      classes = image_from_tensor(arg, label_dtype, ng);
+      for (size_t i = 0; i < 3; ++i) ng.spacing[i] = ts[i];
+      data = volumetric::resample_data(data, target, o);
+      data.geometry() = ng;
+      o.order = 1;
+      classes = volumetric::resample_segmentation(classes, target, o);
+      classes.geometry() = ng;
       if (!instances.empty()) {
-        instances = image_from_tensor(
-            resample_volume(as_tensor_f32(instances), target, axis, false, true), DType::I32, ng);
+        o.order = 0;
+        instances = volumetric::resample_segmentation(instances, target, o);
+        instances.geometry() = ng;
       }
       geometry = ng;
     }

@@ -14,10 +14,11 @@
 // non-zero region of all channels (plan::nonzero_bounding_box); normalise every channel by the
 // plans' scheme (engine::Normalizer: z-score per image, optionally over the non-zero mask; CT with
 // the dataset's foreground statistics; none; rescale; RGB/255); 3D configurations are resampled
-// to the plans' spacing: in-plane bicubic and nearest along the coarse axis when the spacing is
-// anisotropic (> 3×, nnU-Net's separate-z rule with order_z 0), trilinear otherwise; labels as
-// one-hot linear interpolation and arg-max (nnU-Net's order 1), class by class. 2D configurations
-// are not resampled (natural images have no spacing; `umamba predict` does not resample either).
+// to the plans' spacing with nnU-Net's orders (volumetric/resample.h): data by cubic B-spline
+// (order 3), labels one-hot per label with order 1 (written where >= 0.5, later labels win),
+// in-plane only and nearest along the coarse axis when the spacing is anisotropic (> 3×, nnU-Net's
+// separate-z rule with order_z 0); instance ids by nearest. 2D configurations are not resampled
+// (natural images have no spacing; `umamba predict` resamples 3D models only, the same way).
 // Foreground locations for oversampling: per class up to 10,000 voxels (at least 1% of the
 // class), drawn without replacement with a per-case seed (nnU-Net: 10,000 samples, 1% coverage,
 // seed 1234).
@@ -31,8 +32,7 @@
 // complete.
 //
 // Limits: label -1 (nnU-Net's "outside the non-zero mask") is not produced: voxels outside the
-// crop's mask keep their label; resampling 3D data uses trilinear instead of nnU-Net's cubic
-// spline for isotropic volumes (LibTorch has no tricubic interpolation).
+// crop's mask keep their label.
 #pragma once
 
 #include <array>
