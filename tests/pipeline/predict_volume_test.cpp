@@ -176,6 +176,7 @@ TEST(Pipeline_PredictVolume, nifti_resampled_to_plans_spacing_and_back) {
     const fs::path model = t / ("model_" + c.name);
     make_volume_model(model, c.spacing, {c.transpose[0], c.transpose[1], c.transpose[2]});
     PredictJob job = volume_job(kCt, t / ("out_" + c.name), model);
+    job.probabilities = true;
     const PredictSummary s = run_predict(job);
     ASSERT_EQ(s.exit_code(), 0);
     const fs::path out = job.output / "example_ct_sm_label.nii.gz";
@@ -195,6 +196,22 @@ TEST(Pipeline_PredictVolume, nifti_resampled_to_plans_spacing_and_back) {
     const Reference want = reference_resampled(
         model, raw, {3, 3, 3}, {c.spacing[0], c.spacing[1], c.spacing[2]}, c.transpose);
     EXPECT_EQ(clear_differences(labels, want), 0);
+    // Probabilities: softmax of the logits on the input grid; they sum to 1 and their arg-max is
+    // the label map.
+    const Image prob = io::read_image(job.output / "example_ct_sm_prob.tiff");
+    ASSERT_EQ(prob.shape(), (Shape{3, 30, 101, 122}));
+    const Image arg = volumetric::argmax_channels(prob, DType::U8);
+    const Image lab8 = labels.cast(DType::U8);
+    double worst_sum = 0;
+    int64_t arg_differ = 0;
+    for (int64_t i = 0; i < arg.element_count(); ++i) {
+      double sum = 0;
+      for (int64_t k = 0; k < 3; ++k) sum += prob.data_as<float>()[k * arg.element_count() + i];
+      worst_sum = std::max(worst_sum, std::fabs(sum - 1.0));
+      arg_differ += arg.data_as<uint8_t>()[i] != lab8.data_as<uint8_t>()[i];
+    }
+    EXPECT_LT(worst_sum, 1e-5);
+    EXPECT_LE(arg_differ, arg.element_count() / 10000);  // exact float ties only
     // Every class occurs (the random network is balanced): not a constant map.
     int64_t counts[3] = {0, 0, 0};
     const Image l8 = labels.cast(DType::U8);
