@@ -292,6 +292,33 @@ TEST(Model_Networks, tiny_forward_and_backward_cpu) {
   }
 }
 
+// Samples of a batch never mix: each sample's output (and its gradient on the weights, summed)
+// equals what a batch of one gives. Data-parallel training relies on it (2 GPUs x 6 = 1 GPU x 12).
+TEST(Model_Networks, samples_of_a_batch_are_independent) {
+  torch::manual_seed(3);
+  for (Architecture arch :
+       {Architecture::PlainConvUNet, Architecture::UMambaBot, Architecture::UMambaEnc}) {
+    for (int dims : {2, 3}) {
+      const NetworkConfig c = tiny(arch, dims);
+      auto net = make_network(c);
+      std::vector<int64_t> shape = {3, 2};
+      shape.insert(shape.end(), c.patch_size.begin(), c.patch_size.end());
+      const auto x = torch::randn(shape, torch::kDouble);
+      net->to(torch::kDouble);
+      torch::NoGradGuard no_grad;
+      const auto whole = net->forward(x);
+      for (int64_t b = 0; b < 3; ++b) {
+        const auto single = net->forward(x.slice(0, b, b + 1));
+        for (size_t i = 0; i < whole.size(); ++i) {
+          const double diff = (whole[i].slice(0, b, b + 1) - single[i]).abs().max().item<double>();
+          EXPECT_LT(diff, 1e-10) << to_string(arch) << " " << dims << "D sample " << b
+                                 << " output " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(Model_Networks, deep_supervision_off_returns_full_resolution_only) {
   NetworkConfig c = tiny(Architecture::UMambaBot, 2);
   c.deep_supervision = false;
