@@ -2,11 +2,16 @@
 #include "train/step.h"
 
 #include <ATen/autocast_mode.h>
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <cmath>
 #include <limits>
 
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "train/tensor_text.h"
 
 namespace umamba::train {
@@ -77,6 +82,30 @@ double Optimization::lr() const {
       .lr();
 }
 
+namespace {
+
+// What the device held when a step ran out of memory, for the message: the memory in use and the
+// step's peak so far against the card's total (CUDA); empty elsewhere.
+std::string device_memory_text(const torch::Device& device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto& bytes =
+        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double total =
+        static_cast<double>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
+    return fmt::format(" ({:.1f} GiB in use, {:.1f} GiB at the peak, of {:.1f} GiB on {})",
+                       static_cast<double>(bytes.current) / gib,
+                       static_cast<double>(bytes.peak) / gib, total / gib, device.str());
+  }
+#endif
+  (void)device;
+  return {};
+}
+
+}  // namespace
+
 StepResult Optimization::step(const torch::Tensor& data,
                               const std::vector<torch::Tensor>& targets) {
   StepResult r;
@@ -85,6 +114,13 @@ StepResult Optimization::step(const torch::Tensor& data,
   torch::AutoGradMode grad_mode(true);
   optimizer_->zero_grad(/*set_to_none=*/true);
   try {
+    // Test hook (core/fault_injection.h): "alloc:N@train_step" makes the N-th step run out of
+    // memory as LibTorch reports it.
+    if (fault::should_fail(fault::Kind::Alloc, "train_step")) {
+      TORCH_CHECK_WITH(OutOfMemoryError, false,
+                       "injected fault (UMAMBA_FAULT_INJECT alloc@train_step): out of memory on ",
+                       device_.str());
+    }
     LossTerms loss;
     {
       AutocastScope autocast(options_.precision, device_.type());
@@ -147,9 +183,11 @@ StepResult Optimization::step(const torch::Tensor& data,
     const size_t nl = what.find('\n');
     if (nl != std::string::npos) what.resize(nl);
     fail(
-        "out of GPU memory in a training step with a batch of {} patches of {} ({}): {}. Lower "
-        "--batch-size or --patch-size, or use --precision bf16/fp16",
-        data.size(0), shape_text(data.sizes().slice(2)), precision_name(options_.precision), what);
+        "out of memory in a training step with a batch of {} patches of {} ({}){}: {}. Lower "
+        "--batch-size or --patch-size (memory grows about linearly with both), or use "
+        "--precision bf16/fp16",
+        data.size(0), shape_text(data.sizes().slice(2)), precision_name(options_.precision),
+        device_memory_text(device_), what);
   }
   return r;
 }
