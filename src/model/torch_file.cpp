@@ -345,6 +345,10 @@ class Unpickler {
         case 'c': {  // GLOBAL "module\nname\n"
           const std::string module = line();
           const std::string name = line();
+          // Python decodes both as UTF-8 and fails otherwise (fuzz finding 6: such a name passed
+          // and made the JSON view throw).
+          check_file(is_utf8(module) && is_utf8(name),
+                     "pickle holds a GLOBAL name that is not UTF-8");
           push(global(module + "." + name));
           break;
         }

@@ -148,6 +148,10 @@ TEST(Model_TorchFile, regression_str_that_is_not_utf8_is_refused) {
   expect_clean_refusal("torch-invalid-utf8-json-dump.pth-seed", "not UTF-8");
 }
 
+TEST(Model_TorchFile, regression_global_name_that_is_not_utf8_is_refused) {
+  expect_clean_refusal("torch-global-name-not-utf8.pth-crash", "GLOBAL name that is not UTF-8");
+}
+
 TEST(Model_TorchFile, regression_mark_above_the_stack_is_refused) {
   // (The seed now stops earlier, at a str that is not UTF-8; pop_mark also checks its bound.)
   expect_clean_refusal("torch-pop-mark-below-stack.pth-seed", "");
