@@ -121,6 +121,16 @@ void add_predict_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber)
       ->envname("UMAMBA_PREDICT_STREAM_ABOVE");
+  cmd->add_flag("--resample,!--no-resample", job->resample,
+                "3D models whose plans give a spacing: resample the volume to it (order 3, "
+                "nnU-Net's separate-Z rule) and the prediction back to the input grid (order 1)")
+      ->capture_default_str()
+      ->envname("UMAMBA_PREDICT_RESAMPLE");
+  cmd->add_option("--spacing", job->spacing,
+                  "The inputs' voxel size z,y,x (or one value) in the plans' unit, replacing the "
+                  "file's; needed for TIFF stacks without resolution information")
+      ->capture_default_str()
+      ->envname("UMAMBA_PREDICT_SPACING");
   cmd->add_option("--progress", job->progress,
                   "auto (a bar on a terminal, plain lines otherwise), bar, lines, off")
       ->capture_default_str()
