@@ -311,8 +311,8 @@ TEST(Model_Networks, samples_of_a_batch_are_independent) {
         const auto single = net->forward(x.slice(0, b, b + 1));
         for (size_t i = 0; i < whole.size(); ++i) {
           const double diff = (whole[i].slice(0, b, b + 1) - single[i]).abs().max().item<double>();
-          EXPECT_LT(diff, 1e-10) << to_string(arch) << " " << dims << "D sample " << b
-                                 << " output " << i;
+          EXPECT_LT(diff, 1e-10) << to_string(arch) << " " << dims << "D sample " << b << " output "
+                                 << i;
         }
       }
     }
