@@ -31,7 +31,7 @@ step "umamba: $("$umamba" --version)"
 step "1. example images (real + synthetic) -> $out/data"
 cp examples/data/dsb2018/img2d.tif "$out/data/images/dsb2018_nuclei.tif"
 cp examples/data/dsb2018/mask2d.tif "$out/data/labels/dsb2018_nuclei_label.tif"
-"$umamba" --log-level warn synth -o "$out/synth" --count 3 --size 320x320 --seed 7 \
+"$umamba" --log-level warn synth -o "$out/synth" --count 3 --size 320x320 --seed 5001 \
   --cell-diameter 16 --prefix synth
 cp "$out"/synth/images/* "$out/data/images/"
 cp "$out"/synth/labels/* "$out/data/labels/"
