@@ -384,10 +384,14 @@ class Unpickler {
     }
   }
 
-  // Everything the unpickler still holds: the stack (with the result on top) and the memo.
+  // Everything the unpickler still holds: the stack (with the result on top), the memo, and any
+  // value pushed earlier that is still alive (only a cycle keeps an unreachable one alive).
   std::vector<PyValuePtr> held() const {
     std::vector<PyValuePtr> out(stack_.begin(), stack_.end());
     for (const auto& [slot, v] : memo_) out.push_back(v);
+    for (const auto& w : pushed_) {
+      if (PyValuePtr v = w.lock()) out.push_back(std::move(v));
+    }
     return out;
   }
   bool holds_a_cycle() const { return find_cycles(held(), false); }
@@ -429,7 +433,10 @@ class Unpickler {
     return static_cast<int64_t>(v);
   }
 
-  void push(PyValuePtr v) { stack_.push_back(std::move(v)); }
+  void push(PyValuePtr v) {
+    if (v) pushed_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
   void push_text(std::string s, PyValue::Kind kind) {
     check_file(kind != PyValue::Kind::Str || is_utf8(s), "pickle holds a str that is not UTF-8");
     push(make_str(std::move(s), kind));
@@ -711,6 +718,10 @@ class Unpickler {
   const uint8_t* end_;
   TorchFileOptions options_;
   std::vector<PyValuePtr> stack_;
+  // Every value ever pushed, weakly: a cycle built and then dropped from the stack and memo (POP)
+  // is alive only through itself; held() includes it so that it is found and broken (fuzz
+  // finding 7: such a cycle leaked).
+  std::vector<std::weak_ptr<PyValue>> pushed_;
   std::vector<size_t> marks_;
   std::unordered_map<uint32_t, PyValuePtr> memo_;
   std::map<std::string, PyValuePtr> storages_;

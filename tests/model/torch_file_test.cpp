@@ -166,5 +166,11 @@ TEST(Model_TorchFile, regression_self_referential_containers_are_refused) {
   expect_clean_refusal("torch-reference-cycle-leak.pth-open", "");  // refused earlier now
 }
 
+TEST(Model_TorchFile, regression_cycle_dropped_from_the_stack_is_broken) {
+  // Fuzz finding 7: a container made to hold itself, then popped from the stack and memo, was
+  // alive only through its own cycle and leaked (LeakSanitizer in the fuzz build).
+  expect_clean_refusal("torch-dropped-cycle-leak.pth-open", "");
+}
+
 }  // namespace
 }  // namespace umamba::model
