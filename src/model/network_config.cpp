@@ -4,6 +4,8 @@
 // decoder without the full-resolution skip.
 #include "model/network_config.h"
 
+#include "model/plans_configuration.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -175,12 +177,16 @@ nlohmann::json resolve_configuration(const nlohmann::json& plans, const std::str
 
 }  // namespace
 
+nlohmann::json resolve_plans_configuration(const nlohmann::json& plans, const std::string& name) {
+  std::set<std::string> visited;
+  return resolve_configuration(plans, name, visited);
+}
+
 NetworkConfig NetworkConfig::from_nnunet_plans(const nlohmann::json& plans,
                                                const std::string& configuration,
                                                Architecture architecture, int input_channels,
                                                int num_classes) {
-  std::set<std::string> visited;
-  const nlohmann::json cm = resolve_configuration(plans, configuration, visited);
+  const nlohmann::json cm = resolve_plans_configuration(plans, configuration);
   const std::string where = "plans configuration '" + configuration + "'";
   NetworkConfig c;
   c.architecture = architecture;

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/image_io.h"
+#include "model/plans_configuration.h"
 #include "model/sha256.h"
 #include "plan/fingerprint.h"
 #include "train/augment.h"
@@ -36,21 +37,6 @@ namespace {
 
 // 2: 3D resampling by volumetric/resample.h (nnU-Net's orders) instead of LibTorch's trilinear.
 constexpr int kCacheVersion = 2;
-
-nlohmann::json resolve_configuration(const nlohmann::json& plans, const std::string& name,
-                                     int depth = 0) {
-  UMAMBA_CHECK(depth < 16, "plans.json: 'inherits_from' loops at configuration '{}'", name);
-  UMAMBA_CHECK(plans.contains("configurations") && plans["configurations"].contains(name),
-               "plans.json has no configuration '{}'", name);
-  nlohmann::json c = plans["configurations"][name];
-  if (c.contains("inherits_from")) {
-    nlohmann::json parent =
-        resolve_configuration(plans, c["inherits_from"].get<std::string>(), depth + 1);
-    for (const auto& [k, v] : c.items()) parent[k] = v;
-    c = parent;
-  }
-  return c;
-}
 
 // A view of `image` with its spatial axes permuted (perm over [Z,Y,X]), copied contiguous.
 Image transpose_spatial(const Image& image, const std::array<int64_t, 3>& perm) {
@@ -227,7 +213,7 @@ PreprocessSettings PreprocessSettings::from_plans(const nlohmann::json& plans,
                                                   const plan::DatasetDescription& dataset_in) {
   plan::DatasetDescription dataset = dataset_in;
   resolve_neurips_channels(dataset);
-  const nlohmann::json c = resolve_configuration(plans, configuration);
+  const nlohmann::json c = model::resolve_plans_configuration(plans, configuration);
   PreprocessSettings s;
   s.configuration = configuration;
   UMAMBA_CHECK(c.contains("patch_size"), "plans configuration '{}' has no patch_size",

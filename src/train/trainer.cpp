@@ -31,6 +31,7 @@
 #include "model/model_folder.h"
 #include "model/model_io.h"
 #include "model/networks.h"
+#include "model/plans_configuration.h"
 #include "postprocess/targets.h"
 #include "train/augment.h"
 #include "train/data_parallel.h"
@@ -51,25 +52,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-nlohmann::json resolve_configuration(const nlohmann::json& plans, const std::string& name,
-                                     int depth = 0) {
-  UMAMBA_CHECK(depth < 16, "plans.json: 'inherits_from' loops at configuration '{}'", name);
-  UMAMBA_CHECK(plans.contains("configurations"), "plans.json has no 'configurations'");
-  if (!plans["configurations"].contains(name)) {
-    std::vector<std::string> names;
-    for (const auto& item : plans["configurations"].items()) names.push_back(item.key());
-    fail("plans.json has no configuration '{}' (it has: {})", name, fmt::join(names, ", "));
-  }
-  nlohmann::json c = plans["configurations"][name];
-  if (c.contains("inherits_from")) {
-    nlohmann::json parent =
-        resolve_configuration(plans, c["inherits_from"].get<std::string>(), depth + 1);
-    for (const auto& [k, v] : c.items()) parent[k] = v;
-    c = parent;
-  }
-  return c;
 }
 
 void write_text(const fs::path& path, const std::string& text) {
@@ -579,7 +561,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
 
   const std::string configuration =
       options.configuration.empty() ? default_configuration(plans) : options.configuration;
-  const nlohmann::json cfg = resolve_configuration(plans, configuration);
+  const nlohmann::json cfg = model::resolve_plans_configuration(plans, configuration);
   const model::Architecture arch = model::architecture_from_string(options.architecture);
   UMAMBA_CHECK(options.dist_sampling == "per-rank" || options.dist_sampling == "global-slice",
                "--dist-sampling '{}': expected per-rank or global-slice", options.dist_sampling);
