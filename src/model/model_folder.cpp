@@ -286,6 +286,8 @@ nlohmann::json import_nnunet_results(const std::string& results_dir, const std::
   std::string trainer, configuration;
   for (const std::string& fold : folds) {
     const fs::path ckpt = root / ("fold_" + fold) / options.checkpoint;
+    // Lenient: the strict allow-list plus numpy arrays and sets (torch_file.h); any other global
+    // is refused.
     TorchFile file = read_torch_file(ckpt.string());
     UMAMBA_CHECK(file.root && file.root->kind == PyValue::Kind::Dict,
                  "{}: not an nnU-Net checkpoint (not a dict)", ckpt.string());

@@ -104,6 +104,61 @@ torch::ScalarType storage_dtype(const std::string& name) {
   return it == kTypes.end() ? torch::ScalarType::Undefined : it->second;
 }
 
+// The strict allow-list: the globals this reader turns into values (the callables that `reduce`
+// resolves), and the type names its resolvers take as arguments (storage types in persistent ids,
+// the tensor type of _rebuild_from_type_v2). None of them is ever called: each is matched by name
+// and its value built here in C++. Our own weights.pt files and the parity fixtures' io.pt need
+// only these, and so do real nnU-Net v2 checkpoints (nnUNetTrainer.save_checkpoint: state_dict,
+// SGD state, GradScaler state, a log of numpy scalars, torch.device in init_args).
+bool strict_global(const std::string& name) {
+  static const std::set<std::string> kNames = {
+      "torch._utils._rebuild_tensor_v2",
+      "torch._utils._rebuild_parameter",
+      "torch._utils._rebuild_parameter_with_state",
+      "torch._tensor._rebuild_from_type_v2",
+      "torch.Tensor",                  // the type argument of _rebuild_from_type_v2
+      "torch.nn.parameter.Parameter",  // idem
+      "torch.jit._pickle.restore_type_tag",
+      "collections.OrderedDict",
+      "torch.device",
+      "_codecs.encode",
+      "numpy.dtype",
+      "numpy.core.multiarray.scalar",   // numpy 1.x
+      "numpy._core.multiarray.scalar",  // numpy 2.x
+  };
+  return kNames.count(name) > 0 || storage_dtype(name) != torch::ScalarType::Undefined;
+}
+
+// What lenient mode (`umamba import` of nnU-Net checkpoints) accepts beyond the strict list. The
+// checkpoints nnU-Net 2.2.1's own nnUNetTrainer writes (and U-Mamba's trainers, which inherit its
+// save_checkpoint) need none of these (checked on checkpoints it wrote, with and without a grad
+// scaler); they are kept for trainer variants of that family that put numpy arrays or sets in
+// their logs. Each is inert here: matched by name, never called.
+//   numpy(._core|.core).multiarray._reconstruct, numpy.ndarray: a numpy array (a logged array of
+//     per-class Dice or tp/fp/fn counts), pickled as _reconstruct(ndarray, (0,), b"b") + BUILD;
+//     applied it becomes a placeholder holding its arguments (metadata lists it as unresolved), and
+//     numpy.ndarray is only its type argument.
+//   builtins.set / builtins.frozenset (spelled __builtin__.* by pickle protocol 2, the one
+//     torch.save uses): a set, pickled as REDUCE of the type on a list; it becomes that list, as
+//     the EMPTY_SET and FROZENSET opcodes do.
+bool lenient_only_global(const std::string& name) {
+  static const std::set<std::string> kNames = {
+      "numpy.core.multiarray._reconstruct",
+      "numpy._core.multiarray._reconstruct",
+      "numpy.ndarray",
+      "builtins.set",
+      "builtins.frozenset",
+      "__builtin__.set",
+      "__builtin__.frozenset",
+  };
+  return kNames.count(name) > 0;
+}
+
+bool set_type(const std::string& name) {
+  return name == "builtins.set" || name == "builtins.frozenset" || name == "__builtin__.set" ||
+         name == "__builtin__.frozenset";
+}
+
 // Whether the values reachable from `roots` contain a reference cycle (a list, dict or tuple that
 // contains itself, directly or not: MEMO_GET can build one, Python's pickle allows it). With
 // `clear`, every container reached is emptied when a cycle is found, so the shared pointers of the
@@ -349,15 +404,25 @@ class Unpickler {
           // and made the JSON view throw).
           check_file(is_utf8(module) && is_utf8(name),
                      "pickle holds a GLOBAL name that is not UTF-8");
-          push(global(module + "." + name));
+          push(global(module + "." + name, "GLOBAL"));
           break;
+        }
+        case 'i': {  // INST "module\nname\n": calls the class on the items above the mark
+          const std::string module = line();
+          const std::string name = line();
+          check_file(is_utf8(module) && is_utf8(name),
+                     "pickle holds an INST name that is not UTF-8");
+          check_global(module + "." + name, "INST");
+          fail_file(path_,
+                    "unsupported pickle opcode 0x69 (INST of '{}.{}') at byte {} of data.pkl",
+                    module, name, offset() - 1);
         }
         case 0x93: {  // STACK_GLOBAL
           auto name = pop();
           auto module = pop();
           check_file(name->kind == PyValue::Kind::Str && module->kind == PyValue::Kind::Str,
                      "STACK_GLOBAL without module and name strings");
-          push(global(module->s + "." + name->s));
+          push(global(module->s + "." + name->s, "STACK_GLOBAL"));
           break;
         }
         case 'R':     // REDUCE
@@ -493,17 +558,42 @@ class Unpickler {
     }
   }
 
-  PyValuePtr global(const std::string& name) {
+  // Refuses a global outside the allow-list of the mode as soon as the pickle names it, whether
+  // or not it is later called: like torch.load(weights_only=True), a name that is only referenced
+  // (`{"f": os.system}`) is refused too.
+  void check_global(const std::string& name, const char* opcode) {
+    if (strict_global(name) || (!options_.strict && lenient_only_global(name))) return;
+    if (options_.strict) {
+      fail_file(path_,
+                "refusing to read: it references the Python global '{}' ({}), which is not on "
+                "the strict allow-list (only tensors, numbers, strings and containers are "
+                "accepted); nothing was run",
+                name, opcode);
+    }
+    fail_file(path_,
+              "refusing to read: it references the Python global '{}' ({}), which is not on the "
+              "allow-list for nnU-Net checkpoints (tensors, numbers, strings, containers, numpy "
+              "arrays and sets); nothing was run. If the file is trusted, load it in Python and "
+              "save it again without the objects that need this global",
+              name, opcode);
+  }
+
+  PyValuePtr global(const std::string& name, const char* opcode) {
+    check_global(name, opcode);
     auto v = make_str(name, PyValue::Kind::Opaque);
     v->global = true;
     return v;
   }
 
+  // An allowed global applied in a way this reader does not turn into a value (REDUCE of a storage
+  // type, a numpy scalar of an unsupported type code, a lenient-only numpy array): refused when
+  // strict, else an inert placeholder that records the name and its arguments.
   PyValuePtr opaque_value(const std::string& name, const PyValuePtr& args) {
     if (options_.strict) {
       fail_file(path_,
-                "refusing to read: it references the Python global '{}' (only tensors, "
-                "numbers, strings and containers are accepted)",
+                "refusing to read: it applies the Python global '{}' in a way this reader does "
+                "not turn into a value (only tensors, numbers, strings and containers are "
+                "accepted); nothing was run",
                 name);
     }
     opaque_.insert(name);
@@ -568,6 +658,17 @@ class Unpickler {
       return make_str(s);
     }
     if (fn == "_codecs.encode") return latin1(arg(args, 0, fn), arg(args, 1, fn));
+    if (set_type(fn)) {
+      // (lenient only) set(iterable) / set(): the set as a list.
+      auto v = make(PyValue::Kind::List);
+      if (args->kind == PyValue::Kind::Tuple && !args->items.empty()) {
+        const auto& items = args->items[0];
+        check_file(items->kind == PyValue::Kind::List || items->kind == PyValue::Kind::Tuple,
+                   "{} of something that is not a list", fn);
+        v->items = items->items;
+      }
+      return v;
+    }
     if (fn == "numpy.dtype") {
       const auto& code = arg(args, 0, fn);
       check_file(code->kind == PyValue::Kind::Str, "numpy.dtype without a type code");

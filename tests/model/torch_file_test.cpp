@@ -1,6 +1,6 @@
 // The restricted torch.save reader on real nnU-Net-style checkpoints (numpy scalars, torch.device,
-// OrderedDict state_dicts, optimiser state), on a file whose pickle references os.system, and on
-// damaged files.
+// OrderedDict state_dicts, optimiser state), on a file whose pickle references os.system, on
+// pickles written here that name globals on and off its two allow-lists, and on damaged files.
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -56,23 +56,230 @@ TEST(Model_TorchFile, reads_nnunet_checkpoint_fields) {
   EXPECT_EQ(j["configuration"], "2d");
 }
 
+// Reads `path` in the given mode and expects a FileError naming the file and `global` (quoted).
+void expect_refused(const std::string& path, bool strict, const std::string& global) {
+  TorchFileOptions o;
+  o.strict = strict;
+  try {
+    (void)read_torch_file(path, o);
+    ADD_FAILURE() << path << " accepted " << (strict ? "(strict)" : "(lenient)");
+  } catch (const FileError& e) {
+    EXPECT_EQ(e.path(), path);
+    EXPECT_NE(std::string(e.what()).find("'" + global + "'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Model_TorchFile, never_runs_foreign_globals) {
+  // A weights dict beside a REDUCE of posix.system: refused in both modes, naming the global (the
+  // lenient mode once kept it as an inert placeholder; now only its allow-list passes).
   const std::string path = test::fixture_dir("untrusted_global.pt");
-  // Lenient: the global becomes an inert placeholder; the tensors are still readable.
-  const TorchFile f = read_torch_file(path);
-  ASSERT_EQ(f.opaque_globals.size(), 1u);
-  EXPECT_EQ(f.opaque_globals[0], "posix.system");
-  EXPECT_EQ(f.root->get("payload")->kind, PyValue::Kind::Opaque);
-  const auto w = tensor_dict(f.root->get("weights"), "weights");
-  EXPECT_TRUE(torch::equal(w.at("w"), torch::arange(6, torch::kFloat32).reshape({2, 3})));
-  // Strict: refused, naming the global.
+  expect_refused(path, /*strict=*/true, "posix.system");
+  expect_refused(path, /*strict=*/false, "posix.system");
+}
+
+// Pickle opcodes written by hand (protocol 2 unless a test says otherwise).
+struct Pickle {
+  std::string b;
+  Pickle& raw(const std::string& s) {
+    b += s;
+    return *this;
+  }
+  Pickle& str(const std::string& s) {  // BINUNICODE
+    b += 'X';
+    u32(static_cast<uint32_t>(s.size()));
+    b += s;
+    return *this;
+  }
+  Pickle& small_int(int v) {  // BININT1
+    b += 'K';
+    b += static_cast<char>(v);
+    return *this;
+  }
+  Pickle& global(const std::string& module, const std::string& name) {  // GLOBAL
+    b += "c" + module + "\n" + name + "\n";
+    return *this;
+  }
+  Pickle& stack_global(const std::string& module, const std::string& name) {  // STACK_GLOBAL
+    for (const std::string& s : {module, name}) {
+      b += '\x8c';
+      b += static_cast<char>(s.size());
+      b += s;
+    }
+    b += '\x93';
+    return *this;
+  }
+  void u32(uint32_t v) {
+    for (int k = 0; k < 4; ++k) b += static_cast<char>((v >> (8 * k)) & 0xff);
+  }
+};
+
+// `{"f": module.name}`: the global only named, never called.
+std::string named_only(const std::string& module, const std::string& name, bool stack = false) {
+  Pickle p;
+  if (stack) {
+    p.raw("\x80\x04}").str("f").stack_global(module, name).raw("s.");
+  } else {
+    p.raw("\x80\x02}").str("f").global(module, name).raw("s.");
+  }
+  return p.b;
+}
+
+// A valid torch.save zip around `pkl`, with storage records "0".."3" of 256 bytes each: record "0"
+// holds the floats 0..63, the others bytes of 7.
+void write_wrapped_pickle(const std::string& path, const std::string& pkl) {
+  caffe2::serialize::PyTorchStreamWriter w(path);
+  w.writeRecord("data.pkl", pkl.data(), pkl.size());
+  w.writeRecord("byteorder", "little", 6);
+  std::vector<float> floats(64);
+  for (size_t i = 0; i < floats.size(); ++i) floats[i] = static_cast<float>(i);
+  w.writeRecord("data/0", floats.data(), floats.size() * sizeof(float));
+  const std::vector<uint8_t> storage(256, 7);
+  for (const char* key : {"data/1", "data/2", "data/3"})
+    w.writeRecord(key, storage.data(), storage.size());
+  w.writeEndOfFile();
+}
+
+TEST(Model_TorchFile, strict_refuses_named_only_global) {
+  // Like torch.load(weights_only=True): a global off the list is refused when the pickle names
+  // it, not only when it is called; GLOBAL, STACK_GLOBAL and INST alike, in both modes.
+  test::TempDir tmp("torch_file_named_only");
+  const std::string global = tmp.str("global.pth"), stack = tmp.str("stack_global.pth"),
+                    inst = tmp.str("inst.pth");
+  write_wrapped_pickle(global, named_only("os", "system"));
+  write_wrapped_pickle(stack, named_only("posix", "system", /*stack=*/true));
+  Pickle p;
+  p.raw("\x80\x02(").str("touch MARKER").raw("ios\nsystem\n.");
+  write_wrapped_pickle(inst, p.b);
+  for (const bool strict : {true, false}) {
+    expect_refused(global, strict, "os.system");
+    expect_refused(stack, strict, "posix.system");
+    expect_refused(inst, strict, "os.system");
+  }
+  // An allowed global may be named without being called: it stays an inert placeholder.
+  const std::string allowed = tmp.str("allowed.pth");
+  write_wrapped_pickle(allowed, named_only("collections", "OrderedDict"));
   TorchFileOptions strict;
   strict.strict = true;
-  try {
-    read_torch_file(path, strict);
-    FAIL() << "strict read accepted os.system";
-  } catch (const FileError& e) {
-    EXPECT_NE(std::string(e.what()).find("posix.system"), std::string::npos) << e.what();
+  const TorchFile f = read_torch_file(allowed, strict);
+  ASSERT_TRUE(f.root && f.root->get("f"));
+  EXPECT_EQ(f.root->get("f")->kind, PyValue::Kind::Opaque);
+  EXPECT_EQ(f.root->get("f")->s, "collections.OrderedDict");
+}
+
+TEST(Model_TorchFile, lenient_refuses_unlisted_global) {
+  // The lenient mode of `umamba import` passes only its own list: an unknown global is refused,
+  // named only or called, and the error names it.
+  test::TempDir tmp("torch_file_lenient_refuses");
+  const std::vector<std::pair<std::string, std::string>> named = {{"builtins", "eval"},
+                                                                  {"argparse", "Namespace"},
+                                                                  {"numpy", "load"},
+                                                                  {"torch", "load"},
+                                                                  {"copyreg", "_reconstructor"}};
+  for (const auto& [module, name] : named) {
+    for (const bool stack : {false, true}) {
+      const std::string path = tmp.str(module + "." + name + (stack ? "-stack" : "") + ".pth");
+      write_wrapped_pickle(path, named_only(module, name, stack));
+      expect_refused(path, /*strict=*/false, module + "." + name);
+    }
+  }
+  // Called (REDUCE), beside real weights: still refused, naming the global.
+  Pickle p;
+  p.raw("\x80\x02}").str("evil").global("subprocess", "Popen").str("touch MARKER");
+  p.raw("\x85R").raw("s.");
+  const std::string called = tmp.str("called.pth");
+  write_wrapped_pickle(called, p.b);
+  expect_refused(called, /*strict=*/false, "subprocess.Popen");
+}
+
+TEST(Model_TorchFile, lenient_accepts_nnunet_checkpoint_globals) {
+  test::TempDir tmp("torch_file_lenient_accepts");
+  // Each lenient-only name, named only: a placeholder when lenient, refused when strict.
+  const std::vector<std::pair<std::string, std::string>> lenient_only = {
+      {"numpy.core.multiarray", "_reconstruct"},
+      {"numpy._core.multiarray", "_reconstruct"},
+      {"numpy", "ndarray"},
+      {"builtins", "set"},
+      {"builtins", "frozenset"},
+      {"__builtin__", "set"},
+      {"__builtin__", "frozenset"}};
+  for (const auto& [module, name] : lenient_only) {
+    const std::string path = tmp.str(module + "." + name + ".pth");
+    write_wrapped_pickle(path, named_only(module, name));
+    const TorchFile f = read_torch_file(path);
+    ASSERT_TRUE(f.root && f.root->get("f")) << path;
+    EXPECT_EQ(f.root->get("f")->kind, PyValue::Kind::Opaque);
+    EXPECT_EQ(f.root->get("f")->s, module + "." + name);
+    expect_refused(path, /*strict=*/true, module + "." + name);
+  }
+
+  // A checkpoint-like dict as torch.save writes one (protocol 2): a tensor, a numpy array
+  // (_reconstruct + BUILD with a dtype and raw bytes), sets in both spellings, a numpy scalar.
+  Pickle p;
+  p.raw("\x80\x02}(");
+  p.str("w").global("torch._utils", "_rebuild_tensor_v2").raw("((");  // tensor [2, 3] from "0"
+  p.str("storage").global("torch", "FloatStorage").str("0").str("cpu").small_int(6).raw("tQ");
+  p.small_int(0).small_int(2).small_int(3).raw("\x86").small_int(3).small_int(1).raw("\x86");
+  p.raw("\x89").global("collections", "OrderedDict").raw(")RtR");
+  for (const std::string numpy : {"numpy.core.multiarray", "numpy._core.multiarray"}) {
+    p.str(numpy == "numpy.core.multiarray" ? "tp" : "fp");
+    p.global(numpy, "_reconstruct").global("numpy", "ndarray").small_int(0).raw("\x85");
+    p.global("_codecs", "encode").str("b").str("latin1").raw("\x86R\x87R");
+    p.raw("(").small_int(1).small_int(3).raw("\x85");           // state: version, shape,
+    p.global("numpy", "dtype").str("i8").raw("\x89\x88\x87R");  // dtype('i8'),
+    p.raw("(").small_int(3).str("<").raw("NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff").small_int(0);
+    p.raw("tb\x89").raw("C\x18").raw(std::string(24, '\x01')).raw("tb");  // not Fortran, 24 bytes
+  }
+  p.str("classes").global("__builtin__", "set").raw("](").small_int(1).small_int(2);
+  p.raw("e\x85R");                                           // set([1, 2])
+  p.str("empty").global("builtins", "frozenset").raw(")R");  // frozenset()
+  p.str("_best_ema").global("numpy._core.multiarray", "scalar").global("numpy", "dtype");
+  p.str("f8").raw("\x89\x88\x87R(").small_int(3).str("<");
+  p.raw("NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff").small_int(0).raw("tbC\x08");
+  double ema = 0.75;
+  p.raw(std::string(reinterpret_cast<const char*>(&ema), 8)).raw("\x86R");
+  p.raw("u.");
+  const std::string path = tmp.str("checkpoint_like.pth");
+  write_wrapped_pickle(path, p.b);
+
+  const TorchFile f = read_torch_file(path);
+  ASSERT_TRUE(f.root && f.root->kind == PyValue::Kind::Dict);
+  ASSERT_EQ(f.root->get("w")->kind, PyValue::Kind::Tensor);
+  EXPECT_TRUE(
+      torch::equal(f.root->get("w")->tensor, torch::arange(6, torch::kFloat32).reshape({2, 3})));
+  EXPECT_EQ(f.root->get("tp")->kind, PyValue::Kind::Opaque);
+  EXPECT_EQ(f.root->get("tp")->s, "numpy.core.multiarray._reconstruct");
+  EXPECT_EQ(f.root->get("fp")->s, "numpy._core.multiarray._reconstruct");
+  EXPECT_EQ(f.opaque_globals, (std::vector<std::string>{"numpy._core.multiarray._reconstruct",
+                                                        "numpy.core.multiarray._reconstruct"}));
+  const auto classes = f.root->get("classes");
+  ASSERT_EQ(classes->kind, PyValue::Kind::List);
+  ASSERT_EQ(classes->items.size(), 2u);
+  EXPECT_EQ(classes->items[1]->i, 2);
+  EXPECT_EQ(f.root->get("empty")->kind, PyValue::Kind::List);
+  EXPECT_TRUE(f.root->get("empty")->items.empty());
+  EXPECT_DOUBLE_EQ(f.root->get("_best_ema")->f, 0.75);
+  EXPECT_EQ(to_json(f.root)["tp"]["opaque"], "numpy.core.multiarray._reconstruct");
+  // Strict: the first lenient-only name is refused.
+  expect_refused(path, /*strict=*/true, "numpy.core.multiarray._reconstruct");
+}
+
+TEST(Model_TorchFile, real_nnunet_checkpoints_need_only_the_strict_list) {
+  // The fixtures' checkpoints carry the fields of nnUNetTrainer.save_checkpoint (nnU-Net's trainer
+  // and U-Mamba's) and name the same globals as a checkpoint written by nnU-Net 2.2.1's own
+  // trainer: every one is on the strict list.
+  TorchFileOptions strict;
+  strict.strict = true;
+  const std::vector<std::string> cases = {"bot2d/nnUNetTrainerUMambaBot__nnUNetPlans__2d",
+                                          "enc3d/nnUNetTrainerUMambaEnc__nnUNetPlans__3d_fullres",
+                                          "enc2d_odd/nnUNetTrainerUMambaEncNoAMP__nnUNetPlans__2d",
+                                          "plain2d/nnUNetTrainer__nnUNetPlans__2d"};
+  for (const std::string& c : cases) {
+    const std::string path = (std::filesystem::path(UMAMBA_SOURCE_DIR) / "tests" / "fixtures" /
+                              "model" / c / "fold_0" / "checkpoint_final.pth")
+                                 .string();
+    const TorchFile f = read_torch_file(path, strict);
+    EXPECT_TRUE(f.opaque_globals.empty()) << path;
+    EXPECT_TRUE(f.root && f.root->get("network_weights")) << path;
   }
 }
 

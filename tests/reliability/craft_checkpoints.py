@@ -7,9 +7,11 @@ Each file is a genuine PyTorch zip checkpoint (written by torch.save, so the zip
 version record and the tensor storages are real) whose data.pkl calls or names a Python global
 that would run code if unpickled by an unrestricted loader: os.system (REDUCE), builtins.eval,
 subprocess.Popen through STACK_GLOBAL/NEWOBJ, the protocol-0 INST and OBJ opcodes, and BUILD on
-an arbitrary class. Every payload would create MARKER_PATH if executed. As an independent check,
-each file is also given to PyTorch's own weights-only loader (torch.load(weights_only=True)),
-which must refuse it; the script exits non-zero if PyTorch accepts one or the marker appears.
+an arbitrary class; or only names such a global without calling it (GLOBAL os.system and
+STACK_GLOBAL subprocess.Popen as dict values). Every calling payload would create MARKER_PATH if
+executed. As an independent check, each file is also given to PyTorch's own weights-only loader
+(torch.load(weights_only=True)), which must refuse it; the script exits non-zero if PyTorch
+accepts one or the marker appears.
 Prints one line per file: "<name> <pytorch's verdict>".
 """
 import io
@@ -70,6 +72,11 @@ paths.append(save_with(b"\x80\x02ccopyreg\n_reconstructor\nccollections\nUserDic
                        b"object\nN\x87R}X\x04\x00\x00\x00data}sb.", "build_reconstructor"))
 # 7. A bare reference to os.system (no call) in a dict value.
 paths.append(save_with(b"\x80\x02}X\x01\x00\x00\x00fcos\nsystem\ns.", "bare_global"))
+# 8. The same through STACK_GLOBAL (protocol 4): {"f": subprocess.Popen}, never called. (PyTorch's
+#    weights-only loader refuses the STACK_GLOBAL opcode itself, whatever it names; ours reads it
+#    and must refuse the name.)
+paths.append(save_with(b"\x80\x04}X\x01\x00\x00\x00fX\n\x00\x00\x00subprocessX\x05\x00\x00\x00"
+                       b"Popen\x93s.", "bare_stack_global"))
 
 failed = False
 for path in paths:
