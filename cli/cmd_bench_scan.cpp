@@ -29,6 +29,7 @@ struct ScanBenchFlags {
   int bwd_segments = 0;
   int bwd_target_blocks = 0;
   int bwd_blocks_per_sm = 0;
+  int bwd_reduce = 0;
   std::string csv;
 };
 
@@ -46,6 +47,7 @@ void run_scan_bench(const ScanBenchFlags& f) {
   config.tuning.bwd_segments = f.bwd_segments;
   config.tuning.bwd_target_blocks = f.bwd_target_blocks;
   config.tuning.bwd_blocks_per_sm = f.bwd_blocks_per_sm;
+  config.tuning.bwd_reduce = f.bwd_reduce;
   config.csv = f.csv;
   cuda::run_scan_bench_report(config, stdout);
 }
@@ -92,9 +94,14 @@ void add_scan_bench(CLI::App& bench) {
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_BWD_TARGET_BLOCKS");
   cmd->add_option("--bwd-blocks-per-sm", f->bwd_blocks_per_sm,
-                  "Backward register budget: 2 or 3 blocks per SM (0: 2)")
+                  "Backward register budget: 2, 3 or 4 blocks per SM (0: choose)")
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_BWD_BLOCKS_PER_SM");
+  cmd->add_option("--bwd-reduce", f->bwd_reduce,
+                  "Backward dB/dC sums over channels: 1 block (shared memory), 2 warp (coalesced "
+                  "atomics) (0: choose)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_REDUCE");
   cmd->add_option("--csv", f->csv, "Also write the rows to this CSV file")
       ->envname("UMAMBA_BENCH_SCAN_CSV");
   cmd->callback([f] {

@@ -72,8 +72,9 @@ StateStrides contiguous_states(const ScanShape& s) {
 std::string ScanPlan::describe() const {
   std::string fwd = fmt::format("fwd {}x{}", fwd_lanes, fwd_items);
   if (fwd_segments > 1) fwd += fmt::format(" seg {}x{}", fwd_segments, fwd_segment_len);
-  std::string bwd = fmt::format("bwd {}x{} R{} O{}", bwd_lanes, detail::kBwdItems,
-                                bwd_rows_per_warp, bwd_blocks_per_sm);
+  std::string bwd =
+      fmt::format("bwd {}x{} R{} O{} {}", bwd_lanes, detail::kBwdItems, bwd_rows_per_warp,
+                  bwd_blocks_per_sm, bwd_reduce == detail::kReduceWarp ? "warp" : "block");
   if (bwd_segments > 1) bwd += fmt::format(" seg {}x{}", bwd_segments, bwd_segment_len);
   return fwd + ", " + bwd;
 }
@@ -103,10 +104,13 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                    tuning.bwd_rows_per_warp == 8,
                "selective scan: backward rows per warp must be 1, 2, 4 or 8, not {}",
                tuning.bwd_rows_per_warp);
-  UMAMBA_CHECK(tuning.bwd_blocks_per_sm == 0 || tuning.bwd_blocks_per_sm == 2 ||
-                   tuning.bwd_blocks_per_sm == 3,
-               "selective scan: backward blocks per SM must be 2 or 3, not {}",
+  UMAMBA_CHECK(tuning.bwd_blocks_per_sm == 0 ||
+                   (tuning.bwd_blocks_per_sm >= 2 && tuning.bwd_blocks_per_sm <= 4),
+               "selective scan: backward blocks per SM must be 2, 3 or 4, not {}",
                tuning.bwd_blocks_per_sm);
+  UMAMBA_CHECK(tuning.bwd_reduce >= 0 && tuning.bwd_reduce <= 2,
+               "selective scan: backward reduce must be 1 (block) or 2 (warp), not {}",
+               tuning.bwd_reduce);
   const int sms = std::max(1, multiprocessors);
   const std::int64_t rows = s.batch * s.dim;
   ScanPlan plan;
@@ -145,14 +149,27 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     plan.bwd_rows_per_warp = 1;
   } else {
     plan.bwd_lanes = 32;
-    plan.bwd_blocks_per_sm = tuning.bwd_blocks_per_sm > 0 ? tuning.bwd_blocks_per_sm : 2;
+    // dB/dC over channels: per-warp coalesced atomics (no block barrier per state, B and C staged
+    // inside each row's pass: ~170 registers and 47 KB of shared memory, 3 blocks per SM), or the
+    // block reduction (fewer atomics, B and C staged once per tile for the block's rows, but 255
+    // registers and 84 KB: 2 blocks per SM). The block reduction holds at most kBwdSmemState
+    // states. Measured on an H200 (docs/cuda.md): warp atomics with 3 blocks per SM are faster.
+    plan.bwd_reduce = tuning.bwd_reduce > 0 ? tuning.bwd_reduce : detail::kReduceWarp;
+    if (s.nstate > detail::kBwdSmemState) plan.bwd_reduce = detail::kReduceWarp;
+    const bool warp_reduce = plan.bwd_reduce == detail::kReduceWarp;
+    plan.bwd_blocks_per_sm = tuning.bwd_blocks_per_sm > 0 ? tuning.bwd_blocks_per_sm
+                             : warp_reduce                ? 3
+                                                          : 2;
+    if (!warp_reduce) plan.bwd_blocks_per_sm = std::min(plan.bwd_blocks_per_sm, 3);
     const std::int64_t target =
         tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks : plan.bwd_blocks_per_sm * sms;
     auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, detail::kBwdWarps * r); };
     const std::int64_t nchunks = ceil_div(s.len, kStateChunk);
     int r = tuning.bwd_rows_per_warp;
     std::int64_t segs = tuning.bwd_segments > 0 ? tuning.bwd_segments : 0;
-    if (r == 0) {
+    if (r == 0 && warp_reduce) {
+      r = 1;  // B and C are staged per row: more rows per warp only make fewer, longer blocks
+    } else if (r == 0) {
       if (blocks_for(1) >= target) {
         r = 1;  // enough blocks without segments: the largest R that still keeps the target busy
         while (r < 8 && blocks_for(2 * r) >= target) r *= 2;
@@ -300,6 +317,7 @@ void scan_backward(const ScanBackwardArgs& a, const ScanPlan& plan, Stream strea
   p.seg_len = static_cast<int>(plan.bwd_segment_len);
   p.rows_per_warp = plan.bwd_rows_per_warp;
   p.blocks_per_sm = plan.bwd_blocks_per_sm;
+  p.reduce = plan.bwd_reduce;
   p.chunks = static_cast<int>(plan.state_chunks);
   p.softplus = a.delta_softplus;
   p.vec = vec_ok(es,

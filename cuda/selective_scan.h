@@ -63,7 +63,11 @@ struct ScanTuning {
   int bwd_target_blocks = 0;  // blocks the backward should keep busy (0: blocks per SM x SMs)
   int bwd_segments = 0;       // force this many segments per row in the backward
   int bwd_rows_per_warp = 0;  // channels each backward warp walks through (1, 2, 4 or 8; 0: choose)
-  int bwd_blocks_per_sm = 0;  // backward register budget: 2 or 3 blocks of 4 warps per SM (0: 2)
+  int bwd_blocks_per_sm = 0;  // backward register budget: 2, 3 or 4 blocks of 4 warps per SM
+                              // (0: choose)
+  int bwd_reduce = 0;  // how the long-row backward sums dB and dC over channels: 1 = in shared
+                       // memory over the block's channels, then one atomic per block; 2 = one
+                       // coalesced atomic per warp (no block barrier per state); 0: choose
 };
 
 // The launch plan for one shape on the current device, and the scratch memory it needs.
@@ -78,6 +82,7 @@ struct ScanPlan {
   std::int64_t bwd_segment_len = 0;
   int bwd_rows_per_warp = 1;
   int bwd_blocks_per_sm = 2;
+  int bwd_reduce = 1;                 // 1 block, 2 warp (see ScanTuning)
   std::int64_t state_chunks = 0;      // ceil(len / kStateChunk) when len > kStateChunk, else 0
   std::size_t states_floats = 0;      // forward -> backward checkpoints: batch*dim*chunks*nstate
   std::size_t fwd_scratch_bytes = 0;  // segment summaries of the forward

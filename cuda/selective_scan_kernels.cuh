@@ -495,7 +495,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
 // `G` lanes owns K steps. s_w: this row's adjoint carries (nstate floats, entering from the right;
 // updated to the carry leaving the tile on the left), or nullptr for single-tile rows. s_dA: this
 // row's dA accumulators in shared memory, or nullptr to add to global memory directly. s_red: the
-// block's dB/dC accumulators for this tile, or nullptr to add to global memory directly. s_bc: the
+// block's dB/dC accumulators for this tile, or nullptr to add to global memory directly. s_wslot:
+// this warp's 2 x kStateChunk floats for adding dB/dC with coalesced atomics per warp (long rows,
+// G == 32), or nullptr. s_bc: the
 // block's staged B and C tile (rows n of B at n*SF, of C at (kStageStates+n)*SF), or nullptr to
 // load B and C directly (short rows); with stage_here, this call stages each group of
 // kStageStates states itself (nstate > kStageStates; every warp of the block must call it).
@@ -503,8 +505,8 @@ template <typename T, bool kStageHere = false>
 __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t row, int b, int d,
                                              int t0, int t_end, int sub, int G, bool active,
                                              float* s_w, float* s_dA, float* s_red, float* s_slots,
-                                             float* s_bc, bool warp_reduce_bc, float& dD_part,
-                                             float& dbias_part) {
+                                             float* s_wslot, float* s_bc, bool warp_reduce_bc,
+                                             float& dD_part, float& dbias_part) {
   constexpr int K = kBwdItems;
   const int N = p.nstate;
   const int my_t = t0 + sub * K;
@@ -618,7 +620,12 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         const float dBc = g * dt[k] * u[k];
         const float dCc = dy[k] * h[k];
         wn = dA[k] * g;
-        if (s_red) {  // long rows, nstate <= kBwdSmemState: into this warp's slot (see below)
+        if (s_wslot) {  // transposed through this warp's slot (bank-conflict-free skew, as below)
+          const int idx = k * 32 + ((sub + (32 / K) * k) & 31);
+          s_wslot[idx] = dBc;
+          s_wslot[kStateChunk + idx] = dCc;
+        } else if (s_red) {  // long rows, nstate <= kBwdSmemState: into this warp's slot (see
+                             // below)
           const int idx = k * 32 + ((sub + (32 / K) * k) & 31);
           float* slot = s_slots + ((n & 1) * kBwdWarps + static_cast<int>(threadIdx.x >> 5)) * 2 *
                                       kStateChunk;
@@ -642,7 +649,26 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
           atomicAdd(p.dC + o, dCc);
         }
       }
-      if (s_red) {
+      if (s_wslot) {
+        // Lane l adds steps l, l + 32, ... of the tile: 32 consecutive floats per instruction.
+        // The atomics' results are unused (RED, fire and forget); no block barrier.
+        __syncwarp();
+        if (active) {
+          const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
+          const int lim = t_end - t0;
+#pragma unroll
+          for (int i = 0; i < K; ++i) {
+            const int tt = i * 32 + sub;
+            const int kk = tt % K;
+            const int idx = kk * 32 + ((tt / K + (32 / K) * kk) & 31);
+            if (tt < lim) {
+              atomicAdd(p.dB + o + tt, s_wslot[idx]);
+              atomicAdd(p.dC + o + tt, s_wslot[kStateChunk + idx]);
+            }
+          }
+        }
+        __syncwarp();  // the slot is rewritten by the next state
+      } else if (s_red) {
         // Sum the block's warps (channels) into the tile's dB/dC accumulators. Shared-memory float
         // atomics are compare-and-swap loops on sm_90, so each warp writes its own slot (double
         // buffered by n: one barrier per state) and a fixed thread owns each accumulator element.
@@ -722,7 +748,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_short_kernel(const Bw
   const bool one_batch = first / p.dim == last / p.dim;
   float dD_part = 0.f, dbias_part = 0.f;
   bwd_row_tile<T>(p, row, b, d, 0, p.len, sub, G, active, nullptr, nullptr, nullptr, nullptr,
-                  nullptr, one_batch, dD_part, dbias_part);
+                  nullptr, nullptr, one_batch, dD_part, dbias_part);
   dD_part = group_sum(dD_part, G);
   dbias_part = group_sum(dbias_part, G);
   if (active && sub == 0) {
@@ -732,8 +758,13 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_short_kernel(const Bw
 }
 
 // Long rows (len > 128): the block's warps take channels of one batch over one segment, tile by
-// tile from the end; warp w, pass r has channel grp*W*R + r*W + w.
-template <typename T, bool kManyStates, int kMinBlocks>
+// tile from the end; warp w, pass r has channel grp*W*R + r*W + w. kReduce: how dB/dC are summed
+// over channels (kReduceBlock: nstate <= kBwdSmemState only). kStageInRow: the B and C tiles are
+// staged inside each row's pass, kStageStates states at a time (any nstate), instead of once per
+// tile for all rows of the block (nstate <= kStageStates). Staging inside the row keeps fewer
+// values live across the state loop: about 170 registers instead of 255 (ptxas, sm_90), so 3
+// blocks fit per SM.
+template <typename T, bool kStageInRow, int kMinBlocks, int kReduce>
 __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
     scan_bwd_long_kernel(const BwdParams p) {
   extern __shared__ __align__(16) float smem[];
@@ -742,15 +773,20 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
   const int N = p.nstate;
   const int R = p.rows_per_warp;
   static_assert(kBwdSmemState == kStageStates, "one threshold for block staging and reduction");
-  constexpr bool use_red = !kManyStates;  // nstate <= kBwdSmemState
-  float* s_red = smem;                    // [2][kBwdSmemState][kStateChunk] when use_red
-  float* s_slots = s_red + (use_red ? 2 * kBwdSmemState * kStateChunk : 0);  // [2][W][2][chunk]
-  float* s_w = s_slots + (use_red ? 2 * kBwdWarps * 2 * kStateChunk : 0);    // [W][R][N]
-  float* s_dA = s_w + kBwdWarps * R * N;                                     // [W][R][N]
-  float* s_misc = s_dA + kBwdWarps * R * N;                                  // [W][R][2]
+  static_assert(kReduce == kReduceWarp || (kReduce == kReduceBlock && !kStageInRow),
+                "the block reduction holds at most kBwdSmemState states");
+  constexpr bool use_red = kReduce == kReduceBlock;
+  constexpr bool use_wslot = kReduce == kReduceWarp;
+  float* s_red = smem;  // [2][kBwdSmemState][kStateChunk] when use_red
+  // use_red: [2][W][2][chunk] (double buffered); use_wslot: [W][2][chunk]
+  float* s_slots = s_red + (use_red ? 2 * kBwdSmemState * kStateChunk : 0);
+  float* s_w = s_slots + (use_red     ? 2 * kBwdWarps * 2 * kStateChunk
+                          : use_wslot ? kBwdWarps * 2 * kStateChunk
+                                      : 0);  // [W][R][N]
+  float* s_dA = s_w + kBwdWarps * R * N;     // [W][R][N]
+  float* s_misc = s_dA + kBwdWarps * R * N;  // [W][R][2]
   const int per_row = kBwdWarps * R * (2 * N + 2);
   float* s_bc = s_w + per_row + (4 - per_row % 4) % 4;  // [2][kStageStates][SF], 16-byte aligned
-  constexpr bool stage_per_row = kManyStates;  // nstate > kStageStates: staged inside each row
   const int per_block = kBwdWarps * R;
   const int groups = (p.dim + per_block - 1) / per_block;
   const int S = p.segments;
@@ -786,7 +822,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
   const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
   for (int it = ntiles - 1; it >= 0; --it) {
     const int t0 = t_begin + it * kStateChunk;
-    if (!stage_per_row) {  // all states' B and C rows of the tile, once for every channel
+    if (!kStageInRow) {  // all states' B and C rows of the tile, once for every channel
       stage_rows<T, kBwdItems>(static_cast<const T*>(p.B) + b * p.B_sb + t0, p.B_sn, N, t_end - t0,
                                p.vec, s_bc);
       stage_rows<T, kBwdItems>(static_cast<const T*>(p.C) + b * p.C_sb + t0, p.C_sn, N, t_end - t0,
@@ -802,10 +838,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
       __syncwarp();
       const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
       float dD_part = 0.f, dbias_part = 0.f;
-      bwd_row_tile<T, kManyStates>(p, row, b, d, t0, t_end, lane, 32, valid_d,
-                                   s_w + (warp * R + r) * N, s_dA + (warp * R + r) * N,
-                                   use_red ? s_red : nullptr, use_red ? s_slots : nullptr, s_bc,
-                                   false, dD_part, dbias_part);
+      bwd_row_tile<T, kStageInRow>(
+          p, row, b, d, t0, t_end, lane, 32, valid_d, s_w + (warp * R + r) * N,
+          s_dA + (warp * R + r) * N, use_red ? s_red : nullptr, use_red ? s_slots : nullptr,
+          use_wslot ? s_slots + warp * 2 * kStateChunk : nullptr, s_bc, false, dD_part, dbias_part);
       dD_part = group_sum(dD_part, 32);
       dbias_part = group_sum(dbias_part, 32);
       if (lane == 0 && valid_d) {
@@ -988,13 +1024,19 @@ int launch_backward(const BwdParams& p, Stream stream) {
   const int per_block = kBwdWarps * p.rows_per_warp;
   const std::int64_t groups = (p.dim + per_block - 1) / per_block;
   const auto blocks = static_cast<unsigned>(p.batch * groups * p.segments);
-  // 2 blocks per SM: up to 255 registers, no spills; 3: 168 registers (the nstate <= 16 variant
-  // then spills about 300 bytes per thread).
-  auto kernel = p.nstate > kStageStates
-                    ? (p.blocks_per_sm == 3 ? scan_bwd_long_kernel<T, true, 3>
-                                            : scan_bwd_long_kernel<T, true, 2>)
-                    : (p.blocks_per_sm == 3 ? scan_bwd_long_kernel<T, false, 3>
-                                            : scan_bwd_long_kernel<T, false, 2>);
+  // Register budget: 2 blocks per SM allow 255 registers, 3 allow 168, 4 allow 128 (the block
+  // reduction's shared memory fits only 2 blocks per SM anyway).
+  using Kernel = void (*)(BwdParams);
+  Kernel kernel = nullptr;
+  const int bps = p.blocks_per_sm;
+  if (p.reduce == kReduceBlock && p.nstate <= kStageStates) {
+    kernel = bps == 3 ? scan_bwd_long_kernel<T, false, 3, kReduceBlock>
+                      : scan_bwd_long_kernel<T, false, 2, kReduceBlock>;
+  } else {
+    kernel = bps == 4   ? scan_bwd_long_kernel<T, true, 4, kReduceWarp>
+             : bps == 3 ? scan_bwd_long_kernel<T, true, 3, kReduceWarp>
+                        : scan_bwd_long_kernel<T, true, 2, kReduceWarp>;
+  }
   if (smem > 48 * 1024) {
     if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)))
       return e;

@@ -15,6 +15,8 @@ constexpr int kBwdItems = kLongItems;
 constexpr int kFwdWarps = 4;  // warps per forward block (short rows: independent; long: one batch)
 constexpr int kBwdWarps = 4;  // warps per backward block (channels of one batch, same time range)
 constexpr int kBwdSmemState = 16;  // dB/dC block reduction in shared memory up to this nstate
+constexpr int kReduceBlock = 1;  // BwdParams::reduce: dB/dC summed over the block in shared memory
+constexpr int kReduceWarp = 2;   // ... added by each warp with coalesced global atomics
 
 struct FwdParams {
   int batch, dim, len, nstate;
@@ -50,7 +52,8 @@ struct BwdParams {
   int segments;
   int seg_len;        // multiple of kStateChunk
   int rows_per_warp;  // R (long rows only)
-  int blocks_per_sm;  // register budget of the long-row kernel: 2 or 3 blocks per SM
+  int blocks_per_sm;  // register budget of the long-row kernel: 2, 3 or 4 blocks per SM
+  int reduce;         // kReduceBlock (nstate <= kBwdSmemState only) or kReduceWarp
   int chunks;
   bool softplus;
   bool vec;
@@ -88,8 +91,11 @@ struct BwdParams {
 // (when nstate <= kBwdSmemState) and per-row adjoint carries, dA sums, dD and ddelta_bias sums.
 inline int bwd_smem_bytes(const BwdParams& p) {
   if (p.lanes < 32) return 0;
-  // dB/dC tile accumulators and the per-warp slots that feed them (double buffered)
-  const int red = p.nstate <= kBwdSmemState
+  // Block reduction: dB/dC tile accumulators and the per-warp slots that feed them (double
+  // buffered). Warp atomics: one slot per warp, where the warp transposes its values for
+  // coalesced atomics.
+  const int red = p.reduce == kReduceWarp ? kBwdWarps * 2 * kStateChunk
+                  : p.nstate <= kBwdSmemState
                       ? 2 * kBwdSmemState * kStateChunk + 2 * kBwdWarps * 2 * kStateChunk
                       : 0;
   const int per_row = kBwdWarps * p.rows_per_warp * (2 * p.nstate + 2);

@@ -3,12 +3,15 @@
 # UndefinedBehaviorSanitizer (libFuzzer, clang) and prints the executions each one completed.
 #
 #   scripts/fuzz-long.sh [--runs N] [--build DIR] [--targets "fuzz_tiff fuzz_nifti fuzz_torch_file"]
-#                        [--max-seconds S] [--tolerate-known]
+#                        [--max-seconds S] [--rss-limit-mb M] [--tolerate-known]
 #
 # --runs         executions per target (default 1000000)
 # --build        build folder (default <repo>/build-fuzz-long); the reader targets are built in
 #                DIR/readers (no LibTorch), the checkpoint target in DIR/torch (with LibTorch)
 # --max-seconds  also stop each target after S seconds (default 0: no time limit)
+# --rss-limit-mb libFuzzer's limit on the whole process (default 2048); its in-memory corpus and
+#                AddressSanitizer's quarantine grow over a long run, so 10^6 executions of the
+#                checkpoint target need more (4096)
 # --tolerate-known  count the two known findings of fuzz_torch_file (see fuzz_torch_file.cpp and
 #                tests/fuzz/regressions/torch-*.pth-seed) instead of stopping at them, and print
 #                how often they happened; drop it once src/model/torch_file.cpp fixes them
@@ -23,14 +26,16 @@ runs=1000000
 build="$root/build-fuzz-long"
 targets="fuzz_tiff fuzz_nifti fuzz_torch_file"
 max_seconds=0
+rss_limit_mb=2048
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --max-seconds) max_seconds=$2; shift 2 ;;
+    --rss-limit-mb) rss_limit_mb=$2; shift 2 ;;
     --tolerate-known) export UMAMBA_FUZZ_TOLERATE_KNOWN=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "fuzz-long.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
@@ -87,7 +92,7 @@ for t in $targets; do
     supp="suppressions=$root/tests/fuzz/lsan-torch.supp:print_suppressions=0"
   fi
   (cd "$build" && LSAN_OPTIONS="$supp" "$dir/tests/fuzz/$t" -runs="$runs" -max_total_time="$max_seconds" -timeout=10 \
-    -max_len=131072 -malloc_limit_mb=1024 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_len=131072 -malloc_limit_mb=1024 -rss_limit_mb="$rss_limit_mb" -print_final_stats=1 \
     -artifact_prefix="$build/$t-" "corpus-$t" "$seeds") >"$log" 2>&1 || rc=$?
   end=$(date +%s)
   done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

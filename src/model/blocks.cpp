@@ -10,8 +10,21 @@
 namespace umamba::model {
 namespace {
 
-torch::Tensor lrelu(const torch::Tensor& x) {
-  return torch::leaky_relu(x, 0.01);
+// In place, as nnU-Net's LeakyReLU(inplace=True): every caller passes a fresh norm output (or a
+// sum made from one), which nothing else holds. Instance norm's backward needs its input, not its
+// output, and leaky_relu_'s backward needs only its result, so autograd keeps one tensor per
+// conv-norm-act where the out-of-place form kept two (a third of the training activations).
+torch::Tensor lrelu_(torch::Tensor x) {
+  return torch::leaky_relu_(x, 0.01);
+}
+
+// y + skip, into y when y's dtype holds the sum (y is a fresh norm output; under autocast it is
+// fp32 and the skip may be bf16/fp16, never the other way round, but stay safe).
+torch::Tensor add_into(torch::Tensor y, const torch::Tensor& skip) {
+  if (torch::promote_types(y.scalar_type(), skip.scalar_type()) == y.scalar_type() &&
+      y.sizes() == skip.sizes())
+    return y.add_(skip);
+  return y + skip;
 }
 
 IntList ones(size_t n) {
@@ -110,7 +123,7 @@ ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, const IntList& kernel,
 
 torch::Tensor ConvNormActImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = norm->forward(conv->forward(x));
-  return nonlin ? lrelu(y) : y;
+  return nonlin ? lrelu_(y) : y;
 }
 
 BasicResBlockImpl::BasicResBlockImpl(int64_t in, int64_t out, const IntList& kernel,
@@ -133,10 +146,10 @@ BasicResBlockImpl::BasicResBlockImpl(int64_t in, int64_t out, const IntList& ker
 }
 
 torch::Tensor BasicResBlockImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = lrelu(norm1->forward(conv1->forward(x)));
+  torch::Tensor y = lrelu_(norm1->forward(conv1->forward(x)));
   y = norm2->forward(conv2->forward(y));
-  y = y + (conv3 ? conv3->forward(x) : x);
-  return lrelu(y);
+  y = add_into(y, conv3 ? conv3->forward(x) : x);
+  return lrelu_(y);
 }
 
 BasicBlockDImpl::BasicBlockDImpl(int64_t channels, const IntList& kernel) {
@@ -146,7 +159,7 @@ BasicBlockDImpl::BasicBlockDImpl(int64_t channels, const IntList& kernel) {
 }
 
 torch::Tensor BasicBlockDImpl::forward(const torch::Tensor& x) {
-  return lrelu(conv2->forward(conv1->forward(x)) + x);
+  return lrelu_(add_into(conv2->forward(conv1->forward(x)), x));
 }
 
 void BlockSequenceImpl::push_back(std::shared_ptr<BlockImpl> block) {

@@ -227,11 +227,14 @@ void check_case(const Case& c, unsigned seed) {
   }
 }
 
-ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments) {
+ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments, int bwd_reduce = 0,
+                  int bwd_blocks_per_sm = 0) {
   ScanTuning t;
   t.fwd_segments = fwd_segments;
   t.bwd_rows_per_warp = bwd_rows;
   t.bwd_segments = bwd_segments;
+  t.bwd_reduce = bwd_reduce;
+  t.bwd_blocks_per_sm = bwd_blocks_per_sm;
   return t;
 }
 
@@ -259,6 +262,11 @@ TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
       {forced(7, 8, 5), "fwd 7 segments, bwd R8 5 segments"},
       {forced(1, 4, 1), "no segments, bwd R4"},
       {forced(1000, 1, 1000), "one tile per segment"},
+      {forced(0, 0, 0, 1, 2), "bwd block reduction, 2 blocks per SM"},
+      {forced(0, 0, 0, 1, 3), "bwd block reduction, 3 blocks per SM"},
+      {forced(3, 2, 3, 2, 2), "bwd warp atomics, R2 3 segments, 2 blocks per SM"},
+      {forced(0, 0, 0, 2, 3), "bwd warp atomics, 3 blocks per SM"},
+      {forced(0, 8, 5, 2, 4), "bwd warp atomics, R8 5 segments, 4 blocks per SM"},
   };
   for (const auto& s : grid())
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);
@@ -299,6 +307,7 @@ TEST(Cuda_SelectiveScan, half_precision_inputs_match_reference) {
                               ScanShape{2, 3, 1000, 64}, ScanShape{1, 2, 6000, 16}}) {
       check_case({s, dt, {}, {}, {}, "default plan"}, seed++);
       check_case({s, dt, forced(3, 2, 3), {}, {}, "forced segments"}, seed++);
+      check_case({s, dt, forced(0, 0, 0, 1), {}, {}, "bwd block reduction"}, seed++);
       check_case({s, dt, {}, {}, {3, 0}, "unaligned rows"}, seed++);
     }
 }

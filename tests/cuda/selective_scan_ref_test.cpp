@@ -212,6 +212,29 @@ TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
   umamba::cuda::ScanTuning bad;
   bad.bwd_rows_per_warp = 3;
   EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad, 132), umamba::Error);
+  umamba::cuda::ScanTuning bad_reduce;
+  bad_reduce.bwd_reduce = 3;
+  EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad_reduce, 132), umamba::Error);
+  umamba::cuda::ScanTuning bad_blocks;
+  bad_blocks.bwd_blocks_per_sm = 5;
+  EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad_blocks, 132), umamba::Error);
+}
+
+TEST(Cuda_ScanPlan, block_reduction_only_where_it_fits) {
+  // The block reduction holds at most 16 states in shared memory and fits 2-3 blocks per SM:
+  // asked for more states it falls back to warp atomics, asked for 4 blocks it takes 3.
+  umamba::cuda::ScanTuning block;
+  block.bwd_reduce = 1;
+  block.bwd_blocks_per_sm = 4;
+  const auto p16 = umamba::cuda::plan_scan({2, 8, 5000, 16}, block, 132);
+  EXPECT_EQ(p16.bwd_reduce, 1);
+  EXPECT_EQ(p16.bwd_blocks_per_sm, 3);
+  const auto p64 = umamba::cuda::plan_scan({2, 8, 5000, 64}, block, 132);
+  EXPECT_EQ(p64.bwd_reduce, 2);
+  EXPECT_EQ(p64.bwd_blocks_per_sm, 4);
+  const auto dflt = umamba::cuda::plan_scan({12, 512, 4096, 16}, {}, 132);
+  EXPECT_EQ(dflt.bwd_reduce, 2);
+  EXPECT_EQ(dflt.bwd_blocks_per_sm, 3);
 }
 
 }  // namespace
