@@ -329,6 +329,8 @@ void scan_backward(const ScanBackwardArgs& a, const ScanPlan& plan, Stream strea
                   {a.ddelta, a.ddelta_strides},
                   {a.dz, a.dz_strides}},
                  {{a.B, a.B_strides}, {a.C, a.C_strides}});
+  // dB and dC [batch, nstate, len] fp32: every row 16-byte aligned allows 4-float atomics.
+  p.vec_dbc = aligned16(a.dB) && aligned16(a.dC) && s.len % 4 == 0;
   p.u = a.u;
   p.u_sb = a.u_strides.batch;
   p.u_sd = a.u_strides.dim;

@@ -650,12 +650,42 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         }
       }
       if (s_wslot) {
-        // Lane l adds steps l, l + 32, ... of the tile: 32 consecutive floats per instruction.
-        // The atomics' results are unused (RED, fire and forget); no block barrier.
+        // Lane l adds steps l, l + 32, ... of the tile: 32 consecutive floats per instruction;
+        // with aligned rows, steps 4l..4l+3 and 128 + 4l.. as 4-float atomics (sm_90), a quarter
+        // of the instructions. The atomics' results are unused (RED, fire and forget); no block
+        // barrier. The reads from the slot are bank-conflict-free in both patterns.
         __syncwarp();
-        if (active) {
-          const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
-          const int lim = t_end - t0;
+        const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
+        const int lim = t_end - t0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (active && p.vec_dbc) {
+#pragma unroll
+          for (int i = 0; i < kStateChunk / 128; ++i) {
+            const int tt = (i * 32 + sub) * 4;
+            float vb[4], vc[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const int kk = (tt + j) % K;
+              const int idx = kk * 32 + (((tt + j) / K + (32 / K) * kk) & 31);
+              vb[j] = s_wslot[idx];
+              vc[j] = s_wslot[kStateChunk + idx];
+            }
+            if (tt + 4 <= lim) {
+              atomicAdd(reinterpret_cast<float4*>(p.dB + o + tt),
+                        make_float4(vb[0], vb[1], vb[2], vb[3]));
+              atomicAdd(reinterpret_cast<float4*>(p.dC + o + tt),
+                        make_float4(vc[0], vc[1], vc[2], vc[3]));
+            } else {
+              for (int j = 0; j < 4; ++j)
+                if (tt + j < lim) {
+                  atomicAdd(p.dB + o + tt + j, vb[j]);
+                  atomicAdd(p.dC + o + tt + j, vc[j]);
+                }
+            }
+          }
+        } else
+#endif
+            if (active) {
 #pragma unroll
           for (int i = 0; i < K; ++i) {
             const int tt = i * 32 + sub;

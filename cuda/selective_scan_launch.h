@@ -57,6 +57,7 @@ struct BwdParams {
   int chunks;
   bool softplus;
   bool vec;
+  bool vec_dbc;  // dB and dC rows 16-byte aligned (len % 4 == 0): 4-float atomics
   const void* u;
   std::int64_t u_sb, u_sd;
   const void* delta;
