@@ -12,7 +12,9 @@
 #     (they differ by mixed-precision rounding only);
 #  2. throughput: 2 epochs × BENCH_ITERS iterations with augmentation on (each rank its own batch
 #     stream), no validation; samples/s = BENCH_ITERS × 12 / seconds of the second epoch (the
-#     first holds cuDNN's autotuning and the warm-up), and the ratio 2 GPUs / 1 GPU.
+#     first holds cuDNN's autotuning and the warm-up), and the ratio 2 GPUs / 1 GPU;
+#  3. weak scaling (BENCH_WEAK=1, the default): 2 GPUs with 12 patches each (global batch 24)
+#     against the 1-GPU run, samples/s and ratio.
 # Environment:
 #   BENCH_ITERS       40          iterations per epoch of the throughput runs
 #   BENCH_LOSS_ITERS  20          iterations of the loss comparison
@@ -21,11 +23,12 @@
 #   BENCH_IMAGES      16          synthetic images (1024² each)
 #   BENCH_WORKERS     4           batch threads per process
 #   BENCH_PORT        29531       rendezvous port on 127.0.0.1
+#   BENCH_WEAK        1           also run the weak-scaling throughput (0: skip)
 # WORK_DIR (default: a new temporary folder) keeps the data, plans, model folders and logs.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
   exit 64
 fi
 UMAMBA=$(realpath "$1")
@@ -71,7 +74,7 @@ train_run() {
   local out=$WORK/$name
   rm -rf "$out" "$WORK/$name.dump"
   local common=(train "$DATA" --plans "$WORK/plans.json" -c 2d --patch-size 512x512
-    --batch-size "$BATCH" --precision "$PRECISION" --fold all --val-every 0 --progress lines
+    --batch-size "${RUN_BATCH:-$BATCH}" --precision "$PRECISION" --fold all --val-every 0 --progress lines
     --progress-interval 60 --workers "$WORKERS" --cache-dir "$WORK/cache"
     --debug-dump "$WORK/$name.dump" -o "$out" "$@")
   if [[ "$world" -eq 1 ]]; then
@@ -132,6 +135,16 @@ for ARCH in $ARCHS; do
       printf "%s 1 GPU : %7.2f samples/s (%.3f s/iteration, peak %.2f GB)\n", a, r1, s1 / n, m1;
       printf "%s 2 GPUs: %7.2f samples/s (%.3f s/iteration, peak %.2f GB on rank 0)\n", a, r2, s2 / n, m2;
       printf "%s ratio 2 GPUs / 1 GPU: %.2f\n", a, r2 / r1 }'
+  if [[ "${BENCH_WEAK:-1}" -eq 1 ]]; then
+    # Weak scaling: each GPU keeps the paper's batch of 12 (global batch 24).
+    RUN_BATCH=$((2 * BATCH)) train_run "$ARCH-speed-2gpu-weak" 2 -a "$ARCH" --epochs 2 --iterations "$ITERS"
+    s3=$(epoch2_seconds "$ARCH-speed-2gpu-weak")
+    awk -v s1="$s1" -v s3="$s3" -v n="$ITERS" -v b="$BATCH" -v m3="$(epoch2_peak "$ARCH-speed-2gpu-weak")" \
+      -v a="$ARCH" 'BEGIN {
+        r1 = n * b / s1; r3 = n * 2 * b / s3;
+        printf "%s 2 GPUs, %d per GPU: %7.2f samples/s (%.3f s/iteration, peak %.2f GB on rank 0)\n", a, b, r3, s3 / n, m3;
+        printf "%s ratio 2 GPUs (%d per GPU) / 1 GPU (%d): %.2f\n", a, b, b, r3 / r1 }'
+  fi
 done
 echo
 echo "== bench-ddp done: $(date -u +%FT%TZ); logs in $WORK"

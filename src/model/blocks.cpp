@@ -5,6 +5,8 @@
 
 #include <fmt/ranges.h>
 
+#include <vector>
+
 #include "core/error.h"
 
 namespace umamba::model {
@@ -108,10 +110,25 @@ InstanceNormImpl::InstanceNormImpl(int64_t channels, double eps_) : eps(eps_) {
   bias = register_parameter("bias", torch::zeros({channels}));
 }
 
+// torch::instance_norm as ATen computes it (batch norm over a [1, N*C, ...] view, weight and
+// bias repeated per sample), except that the result is handed back through _unsafe_view instead of
+// a view: the in-place LeakyReLU that follows (lrelu_) on a view would make autograd copy whole
+// activations back through it in the backward pass (CopySlices). The batch-norm output is a
+// temporary nothing else holds, and its backward needs only the input and the saved statistics.
+// Under autocast batch norm keeps the input's dtype (bf16/fp16 in, same out, fp32 statistics), as
+// instance_norm does; group_norm, the other way to write it, is autocast to fp32 and doubles the
+// saved activations.
 torch::Tensor InstanceNormImpl::forward(const torch::Tensor& x) {
-  return torch::instance_norm(x, weight, bias, /*running_mean=*/{}, /*running_var=*/{},
-                              /*use_input_stats=*/true, /*momentum=*/0.1, eps,
-                              at::globalContext().userEnabledCuDNN());
+  const auto sizes = x.sizes();
+  const int64_t n = sizes[0], c = sizes[1];
+  std::vector<int64_t> flat(sizes.begin(), sizes.end());
+  flat[0] = 1;
+  flat[1] = n * c;
+  const torch::Tensor y =
+      torch::batch_norm(x.reshape(flat), weight.repeat({n}), bias.repeat({n}),
+                        /*running_mean=*/{}, /*running_var=*/{}, /*training=*/true,
+                        /*momentum=*/0.1, eps, at::globalContext().userEnabledCuDNN());
+  return at::_unsafe_view(y, sizes);
 }
 
 ConvNormActImpl::ConvNormActImpl(int64_t in, int64_t out, const IntList& kernel,

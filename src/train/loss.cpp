@@ -135,12 +135,17 @@ bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
   if (grads.empty()) return false;
+  return unscale(grads).item<float>() != 0.0f;
+}
+
+torch::Tensor GradScaler::unscale(const std::vector<torch::Tensor>& grads) {
   found_inf_.zero_();
-  // Disabled: the same check with 1/scale = 1 (gradients unchanged), one host sync either way.
+  if (grads.empty()) return found_inf_;
+  // Disabled: the same check with 1/scale = 1 (gradients unchanged).
   const auto inv = enabled_ ? scale_.to(torch::kDouble).reciprocal().to(torch::kFloat)
                             : torch::ones_like(scale_);
   at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, inv);
-  return found_inf_.item<float>() != 0.0f;
+  return found_inf_;
 }
 
 void GradScaler::update(bool found_inf) {

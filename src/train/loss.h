@@ -70,6 +70,9 @@ class GradScaler {
   // Divides the gradients by the scale in place; returns true when one is inf or NaN. When
   // disabled, only checks them.
   bool unscale_and_check(const std::vector<torch::Tensor>& params);
+  // The same on gradient tensors without waiting for the device: returns the overflow flag, a
+  // one-element float tensor on the device (non-zero: an inf or NaN was found).
+  torch::Tensor unscale(const std::vector<torch::Tensor>& grads);
   // After the step decision: halves the scale on overflow, doubles it after growth_interval
   // finite steps in a row.
   void update(bool found_inf);

@@ -82,6 +82,55 @@ double Optimization::lr() const {
       .lr();
 }
 
+// SGD with momentum, dampening, weight decay and Nesterov as torch::optim::SGD::step computes it,
+// with multi-tensor (_foreach) kernels: a few launches for all parameters instead of about five
+// per parameter tensor (LibTorch's C++ SGD has no foreach path; PyTorch's Python SGD uses one by
+// default). The momentum buffers live in the optimizer's own state, so its save/load and a resume
+// see exactly what torch::optim::SGD would hold.
+void sgd_foreach_step(torch::optim::SGD& optimizer) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    std::vector<torch::Tensor> params, grads, old_params, old_grads, bufs;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      params.push_back(p);
+      grads.push_back(p.grad());
+    }
+    if (params.empty()) continue;
+    if (o.weight_decay() != 0) at::_foreach_add_(grads, params, o.weight_decay());
+    if (o.momentum() != 0) {
+      auto& state = optimizer.state();
+      std::vector<torch::Tensor> all_bufs;
+      for (size_t i = 0; i < params.size(); ++i) {
+        auto* key = params[i].unsafeGetTensorImpl();
+        auto it = state.find(key);
+        if (it == state.end()) {  // first step: the buffer starts as the gradient
+          auto s = std::make_unique<torch::optim::SGDParamState>();
+          s->momentum_buffer(grads[i].clone().detach());
+          all_bufs.push_back(s->momentum_buffer());
+          state[key] = std::move(s);
+        } else {
+          auto& s = static_cast<torch::optim::SGDParamState&>(*it->second);
+          bufs.push_back(s.momentum_buffer());
+          old_grads.push_back(grads[i]);
+          all_bufs.push_back(s.momentum_buffer());
+        }
+      }
+      if (!bufs.empty()) {
+        at::_foreach_mul_(bufs, o.momentum());
+        at::_foreach_add_(bufs, old_grads, 1.0 - o.dampening());
+      }
+      if (o.nesterov()) {
+        at::_foreach_add_(grads, all_bufs, o.momentum());
+      } else {
+        grads = all_bufs;
+      }
+    }
+    at::_foreach_add_(params, grads, -o.lr());
+  }
+}
+
 namespace {
 
 // What the device held when a step ran out of memory, for the message: the memory in use and the
@@ -141,22 +190,42 @@ StepResult Optimization::step(const torch::Tensor& data,
       group_->all_reduce_sum(stacked);  // every rank then takes the same skip decision
       stacked = stacked / static_cast<double>(group_->world_size());
     }
-    const auto values = stacked.to(torch::kDouble).cpu();
-    r.loss = values[0].item<double>();
-    r.ce = values[1].item<double>();
-    r.dice = values[2].item<double>();
-    bool bad = !std::isfinite(r.loss);
+    // One wait for the device per step: the loss terms, the overflow flag and the gradient norm
+    // come back together after the backward pass (a non-finite loss gives non-finite gradients,
+    // so it is caught there too). Waiting before the backward, or once per check, left the GPU
+    // idle while the host launched the next phase.
+    if (reducer_ != nullptr) reducer_->prepare();
+    scaler_.scale(loss.total).backward();
+    if (reducer_ != nullptr) reducer_->finish();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : net_->parameters())
+      if (p.grad().defined()) grads.push_back(p.grad());
+    const torch::Tensor found_inf = scaler_.unscale(grads);
+    // Total 2-norm of the gradients (as clip_grad_norm_), in fp32 on the device.
+    const torch::Tensor norm =
+        grads.empty()
+            ? torch::zeros({1}, stacked.options())
+            : torch::stack(at::_foreach_norm(grads, 2)).to(torch::kFloat).norm(2).reshape(1);
+    const auto values = torch::cat({stacked, norm, found_inf.reshape(1).to(torch::kFloat)})
+                            .to(torch::kDouble)
+                            .cpu();
+    const double* v = values.data_ptr<double>();
+    r.loss = v[0];
+    r.ce = v[1];
+    r.dice = v[2];
+    const double grad_norm = v[3];
+    bool bad = !std::isfinite(r.loss) || v[4] != 0.0 || !std::isfinite(grad_norm);
     if (!bad) {
-      if (reducer_ != nullptr) reducer_->prepare();
-      scaler_.scale(loss.total).backward();
-      if (reducer_ != nullptr) reducer_->finish();
-      bad = scaler_.unscale_and_check(net_->parameters());
+      // Clipping at options_.grad_clip as torch::nn::utils::clip_grad_norm_ (coefficient
+      // max / (norm + 1e-6), applied when below 1).
+      r.grad_norm = grad_norm;
+      const double coef = options_.grad_clip / (grad_norm + 1e-6);
+      if (coef < 1.0) {
+        torch::NoGradGuard no_grad;
+        at::_foreach_mul_(grads, coef);
+      }
+      sgd_foreach_step(*optimizer_);
     }
-    if (!bad) {
-      r.grad_norm = torch::nn::utils::clip_grad_norm_(net_->parameters(), options_.grad_clip);
-      bad = !std::isfinite(r.grad_norm);
-    }
-    if (!bad) optimizer_->step();
     scaler_.update(bad);
     if (bad) {
       optimizer_->zero_grad(true);

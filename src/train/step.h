@@ -33,6 +33,11 @@ struct StepOptions {
   int max_nonfinite = 50;
 };
 
+// One step of `optimizer` over the parameters that have gradients: torch::optim::SGD::step's
+// arithmetic (weight decay, momentum with dampening, Nesterov) in multi-tensor kernels, the
+// momentum buffers kept in the optimizer's state (so its save/load is unchanged).
+void sgd_foreach_step(torch::optim::SGD& optimizer);
+
 struct StepResult {
   double loss = 0, ce = 0, dice = 0;  // NaN when the loss was not finite
   bool skipped = false;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "train/loss.h"
+#include "train/step.h"
 
 namespace umamba::train {
 namespace {
@@ -162,6 +163,49 @@ TEST(Train_Loss, grad_scaler_backs_off_and_grows) {
   p.mutable_grad() = torch::tensor({1.0f, NAN, 0.0f, 1.0f});
   EXPECT_TRUE(off.unscale_and_check({p}));
   EXPECT_DOUBLE_EQ(off.current_scale(), 1.0);
+}
+
+// The multi-tensor SGD step against LibTorch's own SGD::step (the plain reference): same
+// parameters and momentum buffers over several steps, with weight decay, momentum, Nesterov, a
+// parameter without a gradient and one that gets its first gradient late.
+TEST(Train_Step, foreach_sgd_matches_torch_sgd) {
+  torch::manual_seed(3);
+  const std::vector<std::vector<int64_t>> shapes = {{4, 3}, {7}, {2, 2, 3}, {5}};
+  std::vector<torch::Tensor> a, b;
+  for (const auto& s : shapes) {
+    auto t = torch::randn(s);
+    a.push_back(t.clone().requires_grad_());
+    b.push_back(t.clone().requires_grad_());
+  }
+  const auto options =
+      torch::optim::SGDOptions(0.05).momentum(0.99).nesterov(true).weight_decay(3e-5);
+  torch::optim::SGD reference(a, options);
+  torch::optim::SGD fast(b, options);
+  for (int step = 0; step < 4; ++step) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      a[i].mutable_grad() = torch::Tensor();
+      b[i].mutable_grad() = torch::Tensor();
+      if (i == 1 && step % 2 == 1) continue;  // no gradient this step: left alone
+      if (i == 3 && step < 2) continue;       // first gradient at step 2: a fresh buffer
+      const auto g = torch::randn(shapes[i]);
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    reference.step();
+    sgd_foreach_step(fast);
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "parameter " << i << " step " << step;
+    }
+  }
+  // The momentum buffers are where torch::optim::SGD keeps them (save/load and resume see them).
+  ASSERT_EQ(reference.state().size(), fast.state().size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const auto& ra = static_cast<torch::optim::SGDParamState&>(
+        *reference.state().at(a[i].unsafeGetTensorImpl()));
+    const auto& fb =
+        static_cast<torch::optim::SGDParamState&>(*fast.state().at(b[i].unsafeGetTensorImpl()));
+    EXPECT_TRUE(torch::allclose(ra.momentum_buffer(), fb.momentum_buffer(), 1e-6, 1e-7));
+  }
 }
 
 }  // namespace
