@@ -185,6 +185,15 @@ Batch make_batch(const std::vector<const TrainCase*>& cases, const LoaderOptions
       kept.push_back(batch.boxes[static_cast<size_t>(j)]);
     batch.boxes = std::move(kept);
   }
+  // Class indices in the smallest integer type that holds them: up to queue_depth batches wait on
+  // the device, and their f32 targets were about half of a 2D batch's bytes. The loss reads them
+  // as integers anyway.
+  const torch::ScalarType compact = options.num_classes <= 0       ? torch::kFloat
+                                    : options.num_classes <= 256   ? torch::kByte
+                                    : options.num_classes <= 32768 ? torch::kShort
+                                                                   : torch::kFloat;
+  if (compact != torch::kFloat)
+    for (auto& t : batch.targets) t = t.to(compact);
   // No synchronisation needed: every thread queues on the device's default stream, so the training
   // thread's kernels run after this batch's; pinned buffers stay reserved until their copies end.
   return batch;

@@ -75,6 +75,9 @@ struct LoaderOptions {
   torch::Device device = torch::kCPU;
   int workers = 2;
   int queue_depth = 4;
+  // Classes of the task: queued targets are stored as uint8 (<= 256 classes) or int16 (<= 32768)
+  // instead of f32, so the batches waiting on the device take less memory; 0 keeps f32.
+  int64_t num_classes = 0;
   uint64_t seed = 12345;
   // Data-parallel comparison mode: every rank makes the global batch (sampler.batch_size is the
   // global batch) and keeps samples shard_rank, shard_rank + shard_count, ... of it, so that W
@@ -85,7 +88,8 @@ struct LoaderOptions {
 struct Batch {
   int64_t index = 0;
   torch::Tensor data;                  // [B, C, *patch] f32 on the device
-  std::vector<torch::Tensor> targets;  // per output, [B, 1, *patch / scale] f32 class indices
+  std::vector<torch::Tensor> targets;  // per output, [B, 1, *patch / scale] class indices: f32,
+                                       // or uint8/int16 (LoaderOptions::num_classes)
   std::vector<PatchBox> boxes;
 };
 

@@ -806,6 +806,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   lo.device = device;
   lo.workers = std::max(1, options.workers);
   lo.queue_depth = std::max(1, options.queue_depth);
+  lo.num_classes = settings.num_classes;
   lo.seed = global_slice ? options.seed : rank_seed(options.seed, rdv.rank, world);
 
   bool plot_warned = false;

@@ -141,6 +141,33 @@ TEST(Train_Sampler, loader_batches_do_not_depend_on_threads) {
   }
 }
 
+// Queued targets are stored in the smallest integer type that holds the classes (they wait on
+// the device), with the same class indices as the f32 targets.
+TEST(Train_Sampler, targets_are_compact_integers_with_the_same_classes) {
+  const TrainCase a = make_case(1, 40, 40, 3), b = make_case(1, 48, 36, 4);
+  std::vector<const TrainCase*> cases{&a, &b};
+  LoaderOptions o;
+  o.sampler.dims = 2;
+  o.sampler.patch = {16, 16};
+  o.augment = default_augment_config({16, 16});
+  o.sampler.initial_patch = o.augment.initial_patch;
+  o.sampler.batch_size = 2;
+  o.ds_scales = {{1, 1}, {2, 2}};
+  o.seed = 7;
+  const Batch plain = make_batch(cases, o, 3);
+  for (const auto& [classes, dtype] : std::vector<std::pair<int64_t, torch::ScalarType>>{
+           {3, torch::kByte}, {256, torch::kByte}, {300, torch::kShort}, {40000, torch::kFloat}}) {
+    o.num_classes = classes;
+    const Batch compact = make_batch(cases, o, 3);
+    ASSERT_EQ(compact.targets.size(), plain.targets.size());
+    EXPECT_TRUE(torch::equal(compact.data, plain.data));
+    for (size_t i = 0; i < plain.targets.size(); ++i) {
+      EXPECT_EQ(compact.targets[i].scalar_type(), dtype) << classes << " classes";
+      EXPECT_TRUE(torch::equal(compact.targets[i].to(torch::kFloat), plain.targets[i]));
+    }
+  }
+}
+
 // Regression: a worker thread that started after the others had already handed out batches used
 // to pick its first index from the moving counter, leaving one batch unmade and next() waiting
 // forever. Many workers, a queue of one and a slow consumer make a late start likely.
