@@ -64,7 +64,8 @@ seed_dir() {  # target -> folder of seeds
       cp -f "$root"/examples/data/totalsegmentator/*.nii.gz "$root"/tests/fuzz/seeds/*.nii* "$s/" ;;
     fuzz_torch_file)
       cp -f "$root"/tests/fuzz/seeds-torch/* "$s/"
-      for f in "$root"/tests/fuzz/regressions/*.pth-seed "$root"/tests/fuzz/regressions/*.pth-crash; do
+      for f in "$root"/tests/fuzz/regressions/*.pth-seed "$root"/tests/fuzz/regressions/*.pth-crash \
+        "$root"/tests/fuzz/regressions/*.pth-timeout; do
         [ -e "$f" ] && cp -f "$f" "$s/"
       done ;;
   esac

@@ -1007,8 +1007,22 @@ std::map<std::string, torch::Tensor> tensor_dict(const PyValuePtr& value, const 
   return out;
 }
 
-nlohmann::json to_json(const PyValuePtr& v) {
+namespace {
+
+// The JSON view copies a container once per reference to it, and a pickle can share one container
+// many times over (MEMO_GET): a few kilobytes whose k nested levels each hold the level below twice
+// expand into 2^k values (fuzz finding 8). The view stops at this many values.
+constexpr size_t kMaxJsonValues = 250000;
+
+nlohmann::json to_json_bounded(const PyValuePtr& v, size_t& budget) {
   if (!v) return nullptr;
+  if (budget == 0) {
+    fail(
+        "JSON view of a checkpoint value: more than {} values (a container shared many times "
+        "over expands into a copy per reference)",
+        kMaxJsonValues);
+  }
+  --budget;
   switch (v->kind) {
     case PyValue::Kind::None:
       return nullptr;
@@ -1025,14 +1039,14 @@ nlohmann::json to_json(const PyValuePtr& v) {
     case PyValue::Kind::List:
     case PyValue::Kind::Tuple: {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& e : v->items) a.push_back(to_json(e));
+      for (const auto& e : v->items) a.push_back(to_json_bounded(e, budget));
       return a;
     }
     case PyValue::Kind::Dict: {
       nlohmann::json o = nlohmann::json::object();
       for (const auto& [k, e] : v->dict) {
-        std::string key = k->kind == PyValue::Kind::Str ? k->s : to_json(k).dump();
-        o[key] = to_json(e);
+        std::string key = k->kind == PyValue::Kind::Str ? k->s : to_json_bounded(k, budget).dump();
+        o[key] = to_json_bounded(e, budget);
       }
       return o;
     }
@@ -1043,6 +1057,13 @@ nlohmann::json to_json(const PyValuePtr& v) {
       return {{"opaque", v->s}};
   }
   return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const PyValuePtr& v) {
+  size_t budget = kMaxJsonValues;
+  return to_json_bounded(v, budget);
 }
 
 }  // namespace umamba::model

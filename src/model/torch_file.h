@@ -85,7 +85,8 @@ void write_tensor_dict(const std::string& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
 
 // JSON view of a value for metadata (tensors as {"tensor": [shape], "dtype": ...}, opaque values
-// as {"opaque": name}, bytes as their length).
+// as {"opaque": name}, bytes as their length). A shared container is copied per reference; past
+// 250,000 values the view throws umamba::Error (shared references can expand exponentially).
 nlohmann::json to_json(const PyValuePtr& value);
 
 }  // namespace umamba::model

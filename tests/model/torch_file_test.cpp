@@ -373,6 +373,38 @@ TEST(Model_TorchFile, regression_self_referential_containers_are_refused) {
   expect_clean_refusal("torch-reference-cycle-leak.pth-open", "");  // refused earlier now
 }
 
+TEST(Model_TorchFile, regression_shared_containers_do_not_expand_without_bound) {
+  // Fuzz finding 8: 1,960 bytes whose nested containers each hold the one below several times
+  // (MEMO_GET) are a legal pickle, but their JSON view copied every shared container per reference
+  // and ran past libFuzzer's 10 s timeout. The view now stops at a fixed number of values.
+  const std::string seed = "torch-shared-container-expansion.pth-timeout";
+  const std::string source = std::string(UMAMBA_SOURCE_DIR) + "/tests/fuzz/regressions/" + seed;
+  std::ifstream in(source, std::ios::binary);
+  ASSERT_TRUE(in.good()) << source;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(static_cast<unsigned char>(bytes[0]) % 2, 1) << "the fuzz target's zip form";
+  test::TempDir tmp("torch_file_expansion");
+  const std::string path = tmp.str("expansion.pth");
+  {
+    caffe2::serialize::PyTorchStreamWriter w(path);
+    w.writeRecord("data.pkl", bytes.data() + 1, bytes.size() - 1);
+    w.writeRecord("byteorder", "little", 6);
+    const std::vector<uint8_t> storage(256, 7);
+    for (const char* key : {"data/0", "data/1", "data/2", "data/3"})
+      w.writeRecord(key, storage.data(), storage.size());
+    w.writeEndOfFile();
+  }
+  const TorchFile f = read_torch_file(path);  // a legal pickle: read as before
+  try {
+    (void)to_json(f.root).dump();
+    ADD_FAILURE() << "the JSON view of the expanding value was built";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("JSON view"), std::string::npos) << what;
+    EXPECT_NE(what.find("250000"), std::string::npos) << what;
+  }
+}
+
 TEST(Model_TorchFile, regression_cycle_dropped_from_the_stack_is_broken) {
   // Fuzz finding 7: a container made to hold itself, then popped from the stack and memo, was
   // alive only through its own cycle and leaked (LeakSanitizer in the fuzz build).
