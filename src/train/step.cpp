@@ -91,7 +91,7 @@ void sgd_foreach_step(torch::optim::SGD& optimizer) {
   torch::NoGradGuard no_grad;
   for (auto& group : optimizer.param_groups()) {
     const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
-    std::vector<torch::Tensor> params, grads, old_params, old_grads, bufs;
+    std::vector<torch::Tensor> params, grads, old_grads, bufs;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       params.push_back(p);

@@ -314,13 +314,17 @@ TEST(Model_Sha256, known_vectors) {
 // target's input format: a first byte that is even means "the rest is the file", odd means "the
 // rest is data.pkl, to be wrapped in a valid torch.save zip"): each crafted file is refused with a
 // FileError naming it, not another exception type or undefined behaviour.
-void expect_clean_refusal(const std::string& seed, const std::string& problem) {
+// Writes the regression input `seed` as the fuzz target sees it into `tmp` and returns the path:
+// an even first byte means the rest is the file itself, an odd one that it is data.pkl of a zip
+// with four 256-byte storages. Fails the test (empty path) when the input is missing.
+std::string materialize_regression(const std::string& seed, const test::TempDir& tmp) {
   const std::string source = std::string(UMAMBA_SOURCE_DIR) + "/tests/fuzz/regressions/" + seed;
   std::ifstream in(source, std::ios::binary);
-  ASSERT_TRUE(in.good()) << source;
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_GT(bytes.size(), 1u);
-  test::TempDir tmp("torch_file_regression");
+  if (bytes.size() <= 1) {
+    ADD_FAILURE() << "regression input " << source << " is missing or has no content";
+    return {};
+  }
   const std::string path = tmp.str(seed + ".pth");
   if (static_cast<unsigned char>(bytes[0]) % 2 == 0) {
     std::ofstream(path, std::ios::binary)
@@ -334,6 +338,13 @@ void expect_clean_refusal(const std::string& seed, const std::string& problem) {
       w.writeRecord(key, storage.data(), storage.size());
     w.writeEndOfFile();
   }
+  return path;
+}
+
+void expect_clean_refusal(const std::string& seed, const std::string& problem) {
+  test::TempDir tmp("torch_file_regression");
+  const std::string path = materialize_regression(seed, tmp);
+  ASSERT_FALSE(path.empty());
   for (const bool strict : {false, true}) {
     TorchFileOptions o;
     o.strict = strict;
@@ -377,23 +388,13 @@ TEST(Model_TorchFile, regression_shared_containers_do_not_expand_without_bound) 
   // Fuzz finding 8: 1,960 bytes whose nested containers each hold the one below several times
   // (MEMO_GET) are a legal pickle, but their JSON view copied every shared container per reference
   // and ran past libFuzzer's 10 s timeout. The view now stops at a fixed number of values.
-  const std::string seed = "torch-shared-container-expansion.pth-timeout";
-  const std::string source = std::string(UMAMBA_SOURCE_DIR) + "/tests/fuzz/regressions/" + seed;
-  std::ifstream in(source, std::ios::binary);
-  ASSERT_TRUE(in.good()) << source;
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_EQ(static_cast<unsigned char>(bytes[0]) % 2, 1) << "the fuzz target's zip form";
   test::TempDir tmp("torch_file_expansion");
-  const std::string path = tmp.str("expansion.pth");
-  {
-    caffe2::serialize::PyTorchStreamWriter w(path);
-    w.writeRecord("data.pkl", bytes.data() + 1, bytes.size() - 1);
-    w.writeRecord("byteorder", "little", 6);
-    const std::vector<uint8_t> storage(256, 7);
-    for (const char* key : {"data/0", "data/1", "data/2", "data/3"})
-      w.writeRecord(key, storage.data(), storage.size());
-    w.writeEndOfFile();
-  }
+  const std::string seed = "torch-shared-container-expansion.pth-timeout";
+  const std::string path = materialize_regression(seed, tmp);
+  ASSERT_FALSE(path.empty());
+  std::ifstream first(std::string(UMAMBA_SOURCE_DIR) + "/tests/fuzz/regressions/" + seed,
+                      std::ios::binary);
+  ASSERT_EQ(first.get() % 2, 1) << "the fuzz target's zip form";
   const TorchFile f = read_torch_file(path);  // a legal pickle: read as before
   try {
     (void)to_json(f.root).dump();

@@ -111,9 +111,8 @@ TEST(Train_Sampler, crop_matches_reference_with_padding) {
   }
 }
 
-TEST(Train_Sampler, loader_batches_do_not_depend_on_threads) {
-  const TrainCase a = make_case(1, 40, 40, 3), b = make_case(1, 48, 36, 4);
-  std::vector<const TrainCase*> cases{&a, &b};
+// 2D batches of 2 patches of 16², default augmentation, two deep-supervision targets.
+LoaderOptions small_2d_loader() {
   LoaderOptions o;
   o.sampler.dims = 2;
   o.sampler.patch = {16, 16};
@@ -121,6 +120,13 @@ TEST(Train_Sampler, loader_batches_do_not_depend_on_threads) {
   o.sampler.initial_patch = o.augment.initial_patch;
   o.sampler.batch_size = 2;
   o.ds_scales = {{1, 1}, {2, 2}};
+  return o;
+}
+
+TEST(Train_Sampler, loader_batches_do_not_depend_on_threads) {
+  const TrainCase a = make_case(1, 40, 40, 3), b = make_case(1, 48, 36, 4);
+  std::vector<const TrainCase*> cases{&a, &b};
+  LoaderOptions o = small_2d_loader();
   o.seed = 42;
   std::vector<Batch> direct;
   for (int64_t i = 5; i < 11; ++i) direct.push_back(make_batch(cases, o, i));
@@ -146,13 +152,7 @@ TEST(Train_Sampler, loader_batches_do_not_depend_on_threads) {
 TEST(Train_Sampler, targets_are_compact_integers_with_the_same_classes) {
   const TrainCase a = make_case(1, 40, 40, 3), b = make_case(1, 48, 36, 4);
   std::vector<const TrainCase*> cases{&a, &b};
-  LoaderOptions o;
-  o.sampler.dims = 2;
-  o.sampler.patch = {16, 16};
-  o.augment = default_augment_config({16, 16});
-  o.sampler.initial_patch = o.augment.initial_patch;
-  o.sampler.batch_size = 2;
-  o.ds_scales = {{1, 1}, {2, 2}};
+  LoaderOptions o = small_2d_loader();
   o.seed = 7;
   const Batch plain = make_batch(cases, o, 3);
   for (const auto& [classes, dtype] : std::vector<std::pair<int64_t, torch::ScalarType>>{
