@@ -38,6 +38,19 @@
 #include "io/formats.h"
 #include "io/tiff_internal.h"
 
+// Keeps libFuzzer's coverage callbacks out of a function (clang; gcc >= 12); a no-op elsewhere.
+// noinline: inlined into an instrumented caller, the body would be instrumented there.
+#if defined(__clang__)
+#define UMAMBA_NO_COVERAGE __attribute__((noinline, no_sanitize("coverage")))
+#elif defined(__has_attribute)
+#if __has_attribute(no_sanitize_coverage)
+#define UMAMBA_NO_COVERAGE __attribute__((noinline, no_sanitize_coverage))
+#endif
+#endif
+#ifndef UMAMBA_NO_COVERAGE
+#define UMAMBA_NO_COVERAGE
+#endif
+
 namespace umamba::io {
 namespace {
 
@@ -580,31 +593,45 @@ class TiffReader final : public ImageReader {
           const int64_t x_end =
               std::min({box.x0 + box.dx, cx0 + int64_t{p.chunk_w}, int64_t{format_.width}});
           const int64_t n = x_end - x_begin;
-          for (int64_t y = y_begin; y < y_end; ++y) {
-            const uint8_t* src = d.scratch.data() + ((y - cy0) * p.chunk_w + (x_begin - cx0)) *
-                                                        samples_in_chunk * bytes_;
-            const int64_t out_row = z_out * os.z + (y - origin.y0) * os.y + (x_begin - origin.x0);
-            if (samples_in_chunk == 1) {
-              const int64_t c = channel_first + s;
-              std::memcpy(out_bytes + (c * os.c + out_row) * bytes_, src, n * bytes_);
-            } else {
-              deinterleave(src, n, samples_in_chunk, out_bytes, channel_first, os.c, out_row);
+          const uint8_t* src =
+              d.scratch.data() +
+              ((y_begin - cy0) * p.chunk_w + (x_begin - cx0)) * samples_in_chunk * bytes_;
+          const int64_t out_first =
+              z_out * os.z + (y_begin - origin.y0) * os.y + (x_begin - origin.x0);
+          if (samples_in_chunk == 1) {
+            const int64_t c = channel_first + s;
+            for (int64_t y = y_begin; y < y_end; ++y) {
+              std::memcpy(out_bytes + (c * os.c + out_first + (y - y_begin) * os.y) * bytes_,
+                          src + (y - y_begin) * p.chunk_w * bytes_, n * bytes_);
             }
+          } else {
+            deinterleave(src, p.chunk_w * samples_in_chunk, n, y_end - y_begin, samples_in_chunk,
+                         out_bytes, channel_first, os.c, out_first, os.y);
           }
         }
       }
     }
   }
 
-  void deinterleave(const uint8_t* src, int64_t n, int64_t spp, uint8_t* out, int64_t c0,
-                    int64_t c_stride, int64_t out_row) const {
+  // Splits `rows` rows of n interleaved pixels (spp samples each; rows `src_row` samples apart)
+  // into planes c0.. of `out` (planes c_stride apart, rows out_row_stride apart, first pixel at
+  // out_first). Coverage instrumentation is left out of this copy loop: it gives the fuzzer no
+  // branches worth steering and made a 53,516-row strip image take 2.7 s per execution (AddressSanitizer
+  // still checks every access).
+  UMAMBA_NO_COVERAGE void deinterleave(const uint8_t* src, int64_t src_row, int64_t n,
+                                       int64_t rows, int64_t spp, uint8_t* out, int64_t c0,
+                                       int64_t c_stride, int64_t out_first,
+                                       int64_t out_row_stride) const {
     auto run = [&](auto tag) {
       using T = decltype(tag);
       const T* s = reinterpret_cast<const T*>(src);
       T* o = reinterpret_cast<T*>(out);
       for (int64_t c = 0; c < spp; ++c) {
-        T* dst = o + (c0 + c) * c_stride + out_row;
-        for (int64_t i = 0; i < n; ++i) dst[i] = s[i * spp + c];
+        for (int64_t y = 0; y < rows; ++y) {
+          const T* row = s + y * src_row + c;
+          T* dst = o + (c0 + c) * c_stride + out_first + y * out_row_stride;
+          for (int64_t i = 0; i < n; ++i) dst[i] = row[i * spp];
+        }
       }
     };
     switch (bytes_) {
