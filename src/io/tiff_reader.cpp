@@ -593,9 +593,8 @@ class TiffReader final : public ImageReader {
           const int64_t x_end =
               std::min({box.x0 + box.dx, cx0 + int64_t{p.chunk_w}, int64_t{format_.width}});
           const int64_t n = x_end - x_begin;
-          const uint8_t* src =
-              d.scratch.data() +
-              ((y_begin - cy0) * p.chunk_w + (x_begin - cx0)) * samples_in_chunk * bytes_;
+          const uint8_t* src = d.scratch.data() + ((y_begin - cy0) * p.chunk_w + (x_begin - cx0)) *
+                                                      samples_in_chunk * bytes_;
           const int64_t out_first =
               z_out * os.z + (y_begin - origin.y0) * os.y + (x_begin - origin.x0);
           if (samples_in_chunk == 1) {
@@ -616,12 +615,11 @@ class TiffReader final : public ImageReader {
   // Splits `rows` rows of n interleaved pixels (spp samples each; rows `src_row` samples apart)
   // into planes c0.. of `out` (planes c_stride apart, rows out_row_stride apart, first pixel at
   // out_first). Coverage instrumentation is left out of this copy loop: it gives the fuzzer no
-  // branches worth steering and made a 53,516-row strip image take 2.7 s per execution (AddressSanitizer
-  // still checks every access).
-  UMAMBA_NO_COVERAGE void deinterleave(const uint8_t* src, int64_t src_row, int64_t n,
-                                       int64_t rows, int64_t spp, uint8_t* out, int64_t c0,
-                                       int64_t c_stride, int64_t out_first,
-                                       int64_t out_row_stride) const {
+  // branches worth steering and made a 53,516-row strip image take 2.7 s per execution
+  // (AddressSanitizer still checks every access).
+  UMAMBA_NO_COVERAGE void deinterleave(const uint8_t* src, int64_t src_row, int64_t n, int64_t rows,
+                                       int64_t spp, uint8_t* out, int64_t c0, int64_t c_stride,
+                                       int64_t out_first, int64_t out_row_stride) const {
     auto run = [&](auto tag) {
       using T = decltype(tag);
       const T* s = reinterpret_cast<const T*>(src);
