@@ -268,6 +268,13 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"per-rank", "global-slice"}))
       ->envname("UMAMBA_TRAIN_DIST_SAMPLING");
+  cmd->add_option("--dist-bucket-order", o.dist_bucket_order,
+                  "Gradient buckets of the all-reduce: observed (after the first step, in the "
+                  "order the gradients arrived, as PyTorch's DDP) or registration (reverse "
+                  "registration order)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"observed", "registration"}))
+      ->envname("UMAMBA_TRAIN_DIST_BUCKET_ORDER");
   cmd->add_option("--stop-after-iterations", o.stop_after_iterations,
                   "Testing aid: stop after N iterations of this run as a signal would (checkpoint "
                   "saved, exit status 75); -1: never")

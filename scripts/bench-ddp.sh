@@ -14,21 +14,28 @@
 #     stream), no validation; samples/s = BENCH_ITERS × 12 / seconds of the second epoch (the
 #     first holds cuDNN's autotuning and the warm-up), and the ratio 2 GPUs / 1 GPU;
 #  3. weak scaling (BENCH_WEAK=1, the default): 2 GPUs with 12 patches each (global batch 24)
-#     against the 1-GPU run, samples/s and ratio.
+#     against the 1-GPU run, samples/s and ratio;
+#  4. noise (BENCH_NOISE=1, the default): the 1-GPU loss run again, the largest difference between
+#     the two 1-GPU runs (cuDNN and atomics are not deterministic), beside the 1 vs 2 GPU one;
+#  5. the per-GPU share alone (BENCH_HALF=1, the default): 1 GPU training on 6 patches a step, whose
+#     samples/s times 2 bound what 2 GPUs can reach at a global batch of 12 (data parallelism
+#     splits the batch; it cannot make a 6-patch step cheaper).
 # Environment:
 #   BENCH_ITERS       40          iterations per epoch of the throughput runs
-#   BENCH_LOSS_ITERS  20          iterations of the loss comparison
+#   BENCH_LOSS_ITERS  20          iterations of the loss comparison (0: skip it)
 #   BENCH_ARCHS       "bot enc"   architectures
 #   BENCH_PRECISION   bf16        bf16, fp16 or fp32
 #   BENCH_IMAGES      16          synthetic images (1024² each)
 #   BENCH_WORKERS     4           batch threads per process
 #   BENCH_PORT        29531       rendezvous port on 127.0.0.1
 #   BENCH_WEAK        1           also run the weak-scaling throughput (0: skip)
+#   BENCH_NOISE       1           also repeat the 1-GPU loss run (0: skip)
+#   BENCH_HALF        1           also time 1 GPU at half the batch (0: skip)
 # WORK_DIR (default: a new temporary folder) keeps the data, plans, model folders and logs.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
   exit 64
 fi
 UMAMBA=$(realpath "$1")
@@ -86,7 +93,8 @@ train_run() {
   else
     local pids=() r
     for ((r = 0; r < world; r++)); do
-      "$UMAMBA" "${common[@]}" --world-size "$world" --rank "$r" --local-rank "$r" \
+      NCCL_DEBUG=${NCCL_DEBUG:-INFO} NCCL_DEBUG_SUBSYS=${NCCL_DEBUG_SUBSYS:-INIT,P2P} \
+        "$UMAMBA" "${common[@]}" --world-size "$world" --rank "$r" --local-rank "$r" \
         --master-addr 127.0.0.1 --master-port "$PORT" --dist-backend nccl \
         >"$WORK/$name.rank$r.log" 2>&1 &
       pids+=($!)
@@ -107,8 +115,10 @@ train_run() {
 # seconds of epoch 2 (row 3 of training_log.csv, column 8), peak GPU memory (column 14)
 epoch2_seconds() { awk -F, 'NR == 3 { print $8 }' "$WORK/$1/fold_all/training_log.csv"; }
 epoch2_peak() { awk -F, 'NR == 3 { print $14 }' "$WORK/$1/fold_all/training_log.csv"; }
+epoch2_wait() { awk -F, 'NR == 3 { print $10 }' "$WORK/$1/fold_all/training_log.csv"; }
 
 for ARCH in $ARCHS; do
+  if [[ "$LOSS_ITERS" -gt 0 ]]; then
   echo
   echo "== $ARCH: loss over $LOSS_ITERS iterations, same samples (augmentation off)"
   train_run "$ARCH-loss-1gpu" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
@@ -122,6 +132,18 @@ for ARCH in $ARCHS; do
     awk '{ printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, $4 - $2 }'
   paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-2gpu.dump/rank0_losses.txt" |
     awk '{ d = $4 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "max |difference| %.3e\n", m }'
+  grep -h -m3 -E "NCCL INFO Channel 00.* via " "$WORK/$ARCH-loss-2gpu.rank0.log" || true
+  if [[ "${BENCH_NOISE:-1}" -eq 1 ]]; then
+    train_run "$ARCH-loss-1gpu-again" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+      --dist-sampling global-slice
+    echo "noise: the 1-GPU run again (same samples, same settings)"
+    echo "iteration  loss_1gpu  again      difference"
+    paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-1gpu-again.dump/rank0_losses.txt" |
+      awk '{ printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, $4 - $2 }'
+    paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-1gpu-again.dump/rank0_losses.txt" |
+      awk '{ d = $4 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "noise: max |difference| between two 1-GPU runs %.3e\n", m }'
+  fi
+  fi
 
   echo
   echo "== $ARCH: throughput, 2 epochs x $ITERS iterations (augmentation on), epoch 2 timed"
@@ -135,6 +157,14 @@ for ARCH in $ARCHS; do
       printf "%s 1 GPU : %7.2f samples/s (%.3f s/iteration, peak %.2f GB)\n", a, r1, s1 / n, m1;
       printf "%s 2 GPUs: %7.2f samples/s (%.3f s/iteration, peak %.2f GB on rank 0)\n", a, r2, s2 / n, m2;
       printf "%s ratio 2 GPUs / 1 GPU: %.2f\n", a, r2 / r1 }'
+  echo "$ARCH data wait in epoch 2 (s): 1 GPU $(epoch2_wait "$ARCH-speed-1gpu"), 2 GPUs rank 0 $(epoch2_wait "$ARCH-speed-2gpu")"
+  if [[ "${BENCH_HALF:-1}" -eq 1 ]]; then
+    RUN_BATCH=$((BATCH / 2)) train_run "$ARCH-speed-1gpu-half" 1 -a "$ARCH" --epochs 2 --iterations "$ITERS"
+    s4=$(epoch2_seconds "$ARCH-speed-1gpu-half")
+    awk -v s1="$s1" -v s4="$s4" -v n="$ITERS" -v b="$BATCH" -v a="$ARCH" 'BEGIN {
+        r1 = n * b / s1; r4 = n * (b / 2) / s4;
+        printf "%s 1 GPU, %d per step: %7.2f samples/s (%.3f s/iteration); 2 GPUs at %d each can reach at most %.2f x\n", a, b / 2, r4, s4 / n, b / 2, 2 * r4 / r1 }'
+  fi
   if [[ "${BENCH_WEAK:-1}" -eq 1 ]]; then
     # Weak scaling: each GPU keeps the paper's batch of 12 (global batch 24).
     RUN_BATCH=$((2 * BATCH)) train_run "$ARCH-speed-2gpu-weak" 2 -a "$ARCH" --epochs 2 --iterations "$ITERS"

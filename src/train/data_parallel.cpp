@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "train/data_parallel_backend.h"
 
@@ -190,11 +192,24 @@ void broadcast_module_state(ProcessGroup& group, const std::vector<torch::Tensor
 
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
                                                 int64_t bucket_bytes) {
+  std::vector<size_t> order(parameter_bytes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
+  return assign_buckets(parameter_bytes, order, bucket_bytes);
+}
+
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
+                                                const std::vector<size_t>& order,
+                                                int64_t bucket_bytes) {
   UMAMBA_CHECK(bucket_bytes > 0, "gradient buckets of {} bytes", bucket_bytes);
+  UMAMBA_CHECK(order.size() == parameter_bytes.size(),
+               "gradient buckets: an order of {} indices for {} parameters", order.size(),
+               parameter_bytes.size());
   std::vector<std::vector<size_t>> buckets;
   std::vector<size_t> current;
   int64_t filled = 0;
-  for (size_t k = parameter_bytes.size(); k-- > 0;) {
+  for (size_t k : order) {
+    UMAMBA_CHECK(k < parameter_bytes.size(), "gradient buckets: parameter index {} of {}", k,
+                 parameter_bytes.size());
     current.push_back(k);
     filled += parameter_bytes[k];
     if (filled >= bucket_bytes) {
@@ -207,20 +222,40 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& para
   return buckets;
 }
 
+BucketOrder parse_bucket_order(const std::string& text) {
+  if (text == "registration") return BucketOrder::Registration;
+  if (text == "observed") return BucketOrder::Observed;
+  fail("gradient bucket order '{}': expected registration or observed", text);
+}
+
 GradientReducer::GradientReducer(std::vector<torch::Tensor> parameters, ProcessGroup& group,
-                                 int64_t bucket_bytes)
-    : params_(std::move(parameters)), group_(group) {
+                                 int64_t bucket_bytes, BucketOrder order)
+    : params_(std::move(parameters)), group_(group), bucket_bytes_(bucket_bytes), order_(order) {
   UMAMBA_CHECK(!params_.empty(), "gradient reducer: no parameters");
-  std::vector<int64_t> bytes;
   for (const auto& p : params_) {
     UMAMBA_CHECK(
         p.scalar_type() == params_.front().scalar_type() && p.device() == params_.front().device(),
         "gradient reducer: parameters must share one dtype and device");
-    bytes.push_back(p.numel() * static_cast<int64_t>(p.element_size()));
   }
-  buckets_ = assign_buckets(bytes, bucket_bytes);
+  std::vector<size_t> reverse(params_.size());
+  for (size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
+  lay_out(reverse);
+  seen_.assign(params_.size(), 0);
+  unused_.assign(params_.size(), 0);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const unsigned handle =
+        params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); });
+    hooks_.emplace_back(k, handle);
+  }
+}
+
+void GradientReducer::lay_out(const std::vector<size_t>& order) {
+  std::vector<int64_t> bytes;
+  for (const auto& p : params_) bytes.push_back(p.numel() * static_cast<int64_t>(p.element_size()));
+  buckets_ = assign_buckets(bytes, order, bucket_bytes_);
   bucket_of_.assign(params_.size(), 0);
   offset_of_.assign(params_.size(), 0);
+  flat_.clear();
   for (size_t b = 0; b < buckets_.size(); ++b) {
     int64_t n = 0;
     for (size_t k : buckets_[b]) {
@@ -231,13 +266,6 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> parameters, ProcessG
     flat_.push_back(torch::zeros({n}, params_.front().options().requires_grad(false)));
   }
   pending_count_.assign(buckets_.size(), 0);
-  seen_.assign(params_.size(), 0);
-  unused_.assign(params_.size(), 0);
-  for (size_t k = 0; k < params_.size(); ++k) {
-    const unsigned handle =
-        params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); });
-    hooks_.emplace_back(k, handle);
-  }
 }
 
 GradientReducer::~GradientReducer() {
@@ -282,6 +310,8 @@ void GradientReducer::on_gradient(size_t k, const torch::Tensor& grad) {
                "now, after its bucket was sent; the set of trained parameters must not change",
                k);
   seen_[k] = 1;
+  sent_before_last_ = static_cast<int64_t>(next_launch_);
+  if (first_step_) arrival_.push_back(k);
   flat_[b]
       .narrow(0, static_cast<int64_t>(offset_of_[k]), params_[k].numel())
       .copy_(grad.reshape({-1}));
@@ -337,7 +367,34 @@ void GradientReducer::finish() {
       g = reduced.clone();
     }
   }
+  if (first_step_ && order_ == BucketOrder::Observed) rebuild_in_observed_order();
+  arrival_.clear();
   first_step_ = false;
+}
+
+void GradientReducer::rebuild_in_observed_order() {
+  // Rank 0's arrival order, then the parameters without a gradient (reverse registration order),
+  // sent to every rank: all must cut the same buckets and send them in the same order.
+  std::vector<size_t> order = arrival_;
+  std::vector<char> placed(params_.size(), 0);
+  for (size_t k : order) placed[k] = 1;
+  for (size_t k = params_.size(); k-- > 0;)
+    if (!placed[k]) order.push_back(k);
+  torch::Tensor t = torch::empty({static_cast<int64_t>(order.size())}, torch::kLong);
+  auto* w = t.data_ptr<int64_t>();
+  for (size_t i = 0; i < order.size(); ++i) w[i] = static_cast<int64_t>(order[i]);
+  t = t.to(group_.device());
+  group_.broadcast(t, 0);
+  t = t.cpu();
+  const auto* v = t.data_ptr<int64_t>();
+  std::vector<size_t> agreed(order.size());
+  for (size_t i = 0; i < agreed.size(); ++i) agreed[i] = static_cast<size_t>(v[i]);
+  std::vector<size_t> check = agreed;
+  std::sort(check.begin(), check.end());
+  for (size_t i = 0; i < check.size(); ++i)
+    UMAMBA_CHECK(check[i] == i, "gradient reducer: rank 0's bucket order is not a permutation");
+  lay_out(agreed);
+  rebuilt_ = true;
 }
 
 namespace {

@@ -84,12 +84,27 @@ void broadcast_module_state(ProcessGroup& group, const std::vector<torch::Tensor
 // `bucket_bytes` (a parameter larger than that gets a bucket of its own).
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
                                                 int64_t bucket_bytes);
+// The same over the parameter indices in `order` (each index once).
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
+                                                const std::vector<size_t>& order,
+                                                int64_t bucket_bytes);
+
+// How gradients are grouped into buckets. Registration: reverse registration order throughout.
+// Observed: reverse registration order for the first step, then the order in which the gradients
+// arrived during that step's backward pass on rank 0 (sent to every rank), as PyTorch's
+// DistributedDataParallel rebuilds its buckets. A bucket is sent once it and every bucket before it
+// are full, so a bucket holding one late gradient holds back the ones after it: registration order
+// follows the network's construction (U-Mamba registers the decoder's upsampling layers apart from
+// its stages, and U-Mamba_Enc its Mamba layers apart from the encoder stages), not the backward.
+enum class BucketOrder { Registration, Observed };
+BucketOrder parse_bucket_order(const std::string& text);  // "registration" or "observed"
 
 class GradientReducer {
  public:
   static constexpr int64_t kDefaultBucketBytes = 25LL << 20;
   GradientReducer(std::vector<torch::Tensor> parameters, ProcessGroup& group,
-                  int64_t bucket_bytes = kDefaultBucketBytes);
+                  int64_t bucket_bytes = kDefaultBucketBytes,
+                  BucketOrder order = BucketOrder::Observed);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -101,10 +116,16 @@ class GradientReducer {
   const std::vector<std::vector<size_t>>& buckets() const { return buckets_; }
   // Buckets launched from gradient hooks (during backward) in the last step.
   int64_t launched_in_backward() const { return launched_in_backward_; }
+  // Buckets already sent when the last gradient of the last step arrived (overlap measure).
+  int64_t sent_before_last_gradient() const { return sent_before_last_; }
+  // Whether the buckets were rebuilt in the observed order (after the first step, Observed only).
+  bool rebuilt() const { return rebuilt_; }
 
  private:
   void on_gradient(size_t param, const torch::Tensor& grad);
-  void launch_ready_locked();  // launches buckets next_launch_.. that are full
+  void launch_ready_locked();                      // launches buckets next_launch_.. that are full
+  void lay_out(const std::vector<size_t>& order);  // buckets, offsets and flat buffers
+  void rebuild_in_observed_order();                // after the first step (Observed)
 
   std::vector<torch::Tensor> params_;
   ProcessGroup& group_;
@@ -117,7 +138,12 @@ class GradientReducer {
   std::vector<std::unique_ptr<ProcessGroup::Pending>> work_;
   size_t next_launch_ = 0;
   bool armed_ = false, first_step_ = true;
+  int64_t bucket_bytes_;
+  BucketOrder order_;
+  std::vector<size_t> arrival_;  // parameter indices in the order their gradients arrived
+  bool rebuilt_ = false;
   int64_t launched_in_backward_ = 0;
+  int64_t sent_before_last_ = 0;
   std::vector<std::pair<size_t, unsigned>> hooks_;
   std::mutex mutex_;
 };

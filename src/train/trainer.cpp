@@ -565,6 +565,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   const model::Architecture arch = model::architecture_from_string(options.architecture);
   UMAMBA_CHECK(options.dist_sampling == "per-rank" || options.dist_sampling == "global-slice",
                "--dist-sampling '{}': expected per-rank or global-slice", options.dist_sampling);
+  (void)parse_bucket_order(options.dist_bucket_order);  // a bad value fails before any work
   const torch::Device device = resolve_device_for_rank(options.device, rdv);
   result.rank = rdv.rank;
   result.world_size = world;
@@ -778,10 +779,15 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   std::unique_ptr<GradientReducer> reducer;
   if (group) {
     broadcast_module_state(*group, net->parameters(), net->buffers());
-    reducer = std::make_unique<GradientReducer>(net->parameters(), *group);
+    reducer = std::make_unique<GradientReducer>(net->parameters(), *group,
+                                                GradientReducer::kDefaultBucketBytes,
+                                                parse_bucket_order(options.dist_bucket_order));
     opt.set_data_parallel(group.get(), reducer.get());
-    message(fmt::format("gradients all-reduced in {} bucket(s) of about {} MB during backward",
-                        reducer->bucket_count(), GradientReducer::kDefaultBucketBytes >> 20));
+    message(fmt::format(
+        "gradients all-reduced in {} bucket(s) of about {} MB during backward, {} order",
+        reducer->bucket_count(), GradientReducer::kDefaultBucketBytes >> 20,
+        options.dist_bucket_order == "observed" ? "the observed (from the second step)"
+                                                : "reverse registration"));
   }
 
   // Loader.

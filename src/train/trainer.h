@@ -113,6 +113,9 @@ struct TrainOptions {
   // global-slice: each rank makes the global batch and keeps samples rank, rank + W, ... (the
   // 1-process run's samples exactly, at W times the data preparation; for comparisons).
   std::string dist_sampling = "per-rank";
+  // Gradient buckets: "observed" (rebuilt after the first step in the order the gradients arrived,
+  // as PyTorch's DDP) or "registration" (reverse registration order); data_parallel.h.
+  std::string dist_bucket_order = "observed";
   // Testing aid: when set, EVERY rank writes rank<r>_losses.txt (global iteration and loss per
   // line) and rank<r>_params.pt (its final parameters, torch::save of a tensor list) here.
   std::filesystem::path debug_dump;

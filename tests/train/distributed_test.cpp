@@ -349,6 +349,92 @@ TEST(Train_Distributed, bucketed_all_reduce_averages_gradients_like_a_reference)
   }
 }
 
+// Registers its last layer first: reverse registration order is the opposite of the order in
+// which the backward pass produces the gradients.
+struct HeadFirst : torch::nn::Module {
+  torch::nn::Linear head{nullptr}, body{nullptr};
+  HeadFirst() {
+    head = register_module("head", torch::nn::Linear(16, 4));
+    body = register_module("body", torch::nn::Linear(6, 16));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return head(torch::tanh(body(x))); }
+};
+
+TEST(Train_Distributed, buckets_follow_the_observed_gradient_order) {
+  torch::manual_seed(12);
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < 6; ++i) inputs.push_back(torch::randn({5, 6}));
+  auto init = std::make_shared<HeadFirst>();
+  // Reference: the mean of the two ranks' gradients, step by step from the same weights.
+  auto reference = [&](int step) {
+    std::vector<torch::Tensor> mean;
+    for (int r = 0; r < 2; ++r) {
+      auto m = std::make_shared<HeadFirst>();
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < m->parameters().size(); ++i)
+        m->parameters()[i].copy_(init->parameters()[i]);
+      torch::AutoGradMode on(true);
+      m->forward(inputs[static_cast<size_t>(2 * step + r)]).pow(2).mean().backward();
+      for (size_t i = 0; i < m->parameters().size(); ++i) {
+        const torch::Tensor g = m->parameters()[i].grad() / 2;
+        if (mean.size() <= i) {
+          mean.push_back(g);
+        } else {
+          mean[i] = mean[i] + g;
+        }
+      }
+    }
+    return mean;
+  };
+  for (const BucketOrder order : {BucketOrder::Registration, BucketOrder::Observed}) {
+    std::vector<int64_t> sent(2), count(2);
+    std::vector<std::vector<std::vector<size_t>>> layout(2);
+    std::vector<std::vector<std::vector<torch::Tensor>>> got(2);
+    with_two_ranks([&](int rank, ProcessGroup& group) {
+      auto m = std::make_shared<HeadFirst>();
+      {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < m->parameters().size(); ++i)
+          m->parameters()[i].copy_(init->parameters()[i]);
+      }
+      // One parameter per bucket: each bucket is sent as soon as it and those before it are full.
+      GradientReducer reducer(m->parameters(), group, /*bucket_bytes=*/1, order);
+      for (int step = 0; step < 3; ++step) {
+        for (auto& p : m->parameters()) p.mutable_grad() = torch::Tensor();
+        reducer.prepare();
+        m->forward(inputs[static_cast<size_t>(2 * step + rank)]).pow(2).mean().backward();
+        reducer.finish();
+        std::vector<torch::Tensor> g;
+        for (const auto& p : m->parameters()) g.push_back(p.grad().clone());
+        got[static_cast<size_t>(rank)].push_back(g);
+      }
+      sent[static_cast<size_t>(rank)] = reducer.sent_before_last_gradient();
+      count[static_cast<size_t>(rank)] = static_cast<int64_t>(reducer.bucket_count());
+      layout[static_cast<size_t>(rank)] = reducer.buckets();
+      EXPECT_EQ(reducer.rebuilt(), order == BucketOrder::Observed);
+    });
+    ASSERT_EQ(count[0], 4);
+    EXPECT_EQ(layout[0], layout[1]) << "both ranks must cut the same buckets";
+    if (order == BucketOrder::Observed) {
+      // The head's gradients arrive first and lead; every bucket but the last left before the
+      // backward pass ended.
+      EXPECT_EQ(sent[0], count[0] - 1);
+      const auto head_weight = static_cast<size_t>(0);  // registration index of head.weight
+      EXPECT_TRUE(layout[0][0][0] == head_weight || layout[0][1][0] == head_weight);
+    } else {
+      // The first bucket waits for the body's gradients, which come last.
+      EXPECT_LE(sent[0], 1);
+    }
+    for (int step = 0; step < 3; ++step) {
+      const auto expected = reference(step);
+      for (int r = 0; r < 2; ++r)
+        for (size_t i = 0; i < expected.size(); ++i)
+          EXPECT_TRUE(torch::allclose(got[r][step][i], expected[i], 1e-5, 1e-7))
+              << "rank " << r << " step " << step << " parameter " << i;
+    }
+  }
+}
+
 TEST(Train_Distributed, dice_statistics_summed_over_ranks_give_the_global_batch_loss) {
   torch::manual_seed(5);
   const auto logits = torch::randn({4, 3, 8, 8});
