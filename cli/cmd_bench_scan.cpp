@@ -25,6 +25,7 @@ struct ScanBenchFlags {
   double replay_ms = 4.0;
   int fwd_segments = 0;
   int fwd_target_warps = 0;
+  int fwd_short_len = 0;
   int bwd_rows_per_warp = 0;
   int bwd_segments = 0;
   int bwd_target_blocks = 0;
@@ -43,6 +44,7 @@ void run_scan_bench(const ScanBenchFlags& f) {
   config.replay_ms = f.replay_ms;
   config.tuning.fwd_segments = f.fwd_segments;
   config.tuning.fwd_target_warps = f.fwd_target_warps;
+  config.tuning.fwd_short_len = f.fwd_short_len;
   config.tuning.bwd_rows_per_warp = f.bwd_rows_per_warp;
   config.tuning.bwd_segments = f.bwd_segments;
   config.tuning.bwd_target_blocks = f.bwd_target_blocks;
@@ -78,6 +80,12 @@ void add_scan_bench(CLI::App& bench) {
   cmd->add_option("--fwd-segments", f->fwd_segments, "Forward segments per row (0: choose)")
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_FWD_SEGMENTS");
+  cmd->add_option("--fwd-short-len", f->fwd_short_len,
+                  "Rows up to this length take the forward's one-tile kernel (at most 512; 0: "
+                  "choose)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 512))
+      ->envname("UMAMBA_SCAN_FWD_SHORT_LEN");
   cmd->add_option("--fwd-target-warps", f->fwd_target_warps,
                   "Warps the forward keeps busy (0: what fits)")
       ->capture_default_str()

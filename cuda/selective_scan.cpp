@@ -20,6 +20,8 @@ namespace umamba::cuda {
 namespace {
 
 constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
+// Longest row the forward's one-tile kernel takes by default (ScanTuning::fwd_short_len).
+constexpr std::int64_t kDefaultFwdShortLen = 64;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -99,6 +101,9 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   UMAMBA_CHECK(s.len < kIntMax - 1024, "selective scan: len {} must be below 2^31", s.len);
   UMAMBA_CHECK(s.batch * s.dim < kIntMax, "selective scan: batch*dim = {} must be below 2^31",
                s.batch * s.dim);
+  UMAMBA_CHECK(tuning.fwd_short_len >= 0 && tuning.fwd_short_len <= 32 * detail::kFwdItems,
+               "selective scan: forward short-row length {} (0 to {})", tuning.fwd_short_len,
+               32 * detail::kFwdItems);
   UMAMBA_CHECK(tuning.bwd_rows_per_warp == 0 || tuning.bwd_rows_per_warp == 1 ||
                    tuning.bwd_rows_per_warp == 2 || tuning.bwd_rows_per_warp == 4 ||
                    tuning.bwd_rows_per_warp == 8,
@@ -116,9 +121,13 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   ScanPlan plan;
   plan.shape = s;
 
-  // Forward. Rows up to 64 steps: one tile of <= 4 lanes x 16 steps, several rows per warp (direct
-  // loads); longer rows: the block-staged kernel with 256-step tiles.
-  if (s.len <= 64) {
+  // Forward. Short rows: one tile of up to 32 lanes x 16 steps, several rows per warp when they
+  // need fewer lanes, direct loads (no staging, no carry, no segments: with few steps per row the
+  // block barriers and the segment summaries of the long-row kernel cost more than they save);
+  // longer rows: the block-staged kernel with 256-step tiles.
+  const std::int64_t short_len =
+      tuning.fwd_short_len > 0 ? tuning.fwd_short_len : kDefaultFwdShortLen;
+  if (s.len <= short_len) {
     plan.fwd_items = detail::kFwdItems;
     plan.fwd_lanes = pow2_at_least(ceil_div(s.len, detail::kFwdItems));
     plan.fwd_segments = 1;

@@ -60,6 +60,8 @@ StateStrides contiguous_states(const ScanShape& s);  // {nstate*len, len}
 struct ScanTuning {
   int fwd_target_warps = 0;  // warps the forward should keep busy (0: what fits, 16 or 12 per SM)
   int fwd_segments = 0;      // force this many segments per row in the forward (0: from the target)
+  int fwd_short_len = 0;     // rows up to this length take the forward's one-tile kernel (direct
+                          // loads, no shared memory; 16 steps per lane, so at most 512); 0: choose
   int bwd_target_blocks = 0;  // blocks the backward should keep busy (0: blocks per SM x SMs)
   int bwd_segments = 0;       // force this many segments per row in the backward
   int bwd_rows_per_warp = 0;  // channels each backward warp walks through (1, 2, 4 or 8; 0: choose)

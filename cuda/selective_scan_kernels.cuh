@@ -288,7 +288,8 @@ __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width
 
 // ================================ forward ================================
 
-// Short rows (len <= 64): one tile each, 32/lanes rows per warp, direct loads.
+// Short rows (len <= 32 * kFwdItems): one tile each, 32/lanes rows per warp, direct loads. Rows
+// longer than kStateChunk save the states the backward starts its tiles from.
 template <typename T>
 __global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const FwdParams p) {
   constexpr int K = kFwdItems;
@@ -345,6 +346,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const
     scan_up(P, s, sub, G);
     float h = __shfl_up_sync(kFull, s, 1, G);
     if (sub == 0) h = 0.f;
+    if (p.states && active && my_t > 0 && my_t < p.len && my_t % kStateChunk == 0)
+      p.states[(row * p.chunks + my_t / kStateChunk) * N + n] = h;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       h = fmaf(dA[k], h, bv[k]);
@@ -1007,7 +1010,7 @@ inline int launch_error() {
 template <typename T>
 int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
-  if (p.lanes < 32) {
+  if (p.items == kFwdItems) {
     const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const auto blocks = static_cast<unsigned>((warps + kFwdWarps - 1) / kFwdWarps);
     scan_fwd_short_kernel<T><<<blocks, kFwdWarps * 32, 0, stream>>>(p);

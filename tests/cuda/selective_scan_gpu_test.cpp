@@ -238,6 +238,12 @@ ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments, int bwd_redu
   return t;
 }
 
+ScanTuning short_rows(int fwd_short_len) {
+  ScanTuning t;
+  t.fwd_short_len = fwd_short_len;
+  return t;
+}
+
 const std::vector<ScanShape>& grid() {
   static const std::vector<ScanShape> shapes = {
       {1, 1, 1, 16},   {2, 3, 1, 16},    {2, 3, 7, 16},     {1, 2, 16, 16},    {3, 5, 33, 16},
@@ -267,6 +273,8 @@ TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
       {forced(3, 2, 3, 2, 2), "bwd warp atomics, R2 3 segments, 2 blocks per SM"},
       {forced(0, 0, 0, 2, 3), "bwd warp atomics, 3 blocks per SM"},
       {forced(0, 8, 5, 2, 4), "bwd warp atomics, R8 5 segments, 4 blocks per SM"},
+      {short_rows(512), "fwd one-tile kernel up to 512 steps (saves the state at 256)"},
+      {short_rows(256), "fwd one-tile kernel up to 256 steps"},
   };
   for (const auto& s : grid())
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);

@@ -183,9 +183,10 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
       EXPECT_LT((plan.fwd_segments - 1) * plan.fwd_segment_len, s.len);
       EXPECT_GE(plan.bwd_segments * plan.bwd_segment_len, s.len);
       EXPECT_LT((plan.bwd_segments - 1) * plan.bwd_segment_len, s.len);
-      if (s.len > 64) {
-        EXPECT_EQ(plan.fwd_lanes, 32);
+      if (s.len > 32 * 16) {
+        EXPECT_EQ(plan.fwd_lanes, 32);  // the long-row kernel
       }
+      EXPECT_GE(plan.fwd_lanes * plan.fwd_items, std::min<std::int64_t>(s.len, 256));
       if (s.len > umamba::cuda::kStateChunk) {
         EXPECT_EQ(plan.fwd_segment_len % umamba::cuda::kStateChunk, 0);
         EXPECT_EQ(plan.bwd_segment_len % umamba::cuda::kStateChunk, 0);
@@ -203,6 +204,18 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).fwd_segments, 1);
   EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).bwd_segments, 1);
   EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 4096, 16}, {}, 132).fwd_segments, 1);
+  // The forward's one-tile kernel: 16 steps per lane, up to fwd_short_len steps, never segmented.
+  umamba::cuda::ScanTuning t512;
+  t512.fwd_short_len = 512;
+  const auto p512 = umamba::cuda::plan_scan({2, 3, 300, 16}, t512, 132);
+  EXPECT_EQ(p512.fwd_items, 16);
+  EXPECT_EQ(p512.fwd_lanes, 32);
+  EXPECT_EQ(p512.fwd_segments, 1);
+  EXPECT_EQ(p512.states_floats, 2u * 3u * 16u * 2u);  // the backward still gets its state at 256
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 16);
+  umamba::cuda::ScanTuning too_long;
+  too_long.fwd_short_len = 513;
+  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 300, 16}, too_long, 132), umamba::Error);
 }
 
 TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
