@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   if (argc > 3) config.csv = argv[3];
   config.tuning.fwd_segments = env_int("UMAMBA_SCAN_FWD_SEGMENTS");
   config.tuning.fwd_target_warps = env_int("UMAMBA_SCAN_FWD_TARGET_WARPS");
+  config.tuning.fwd_short_len = env_int("UMAMBA_SCAN_FWD_SHORT_LEN");
   config.tuning.bwd_rows_per_warp = env_int("UMAMBA_SCAN_BWD_ROWS_PER_WARP");
   config.tuning.bwd_segments = env_int("UMAMBA_SCAN_BWD_SEGMENTS");
   config.tuning.bwd_target_blocks = env_int("UMAMBA_SCAN_BWD_TARGET_BLOCKS");
