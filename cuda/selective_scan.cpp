@@ -73,6 +73,7 @@ StateStrides contiguous_states(const ScanShape& s) {
 
 std::string ScanPlan::describe() const {
   std::string fwd = fmt::format("fwd {}x{}", fwd_lanes, fwd_items);
+  if (fwd_state_split > 1) fwd += fmt::format(" split {}", fwd_state_split);
   if (fwd_segments > 1) fwd += fmt::format(" seg {}x{}", fwd_segments, fwd_segment_len);
   std::string bwd =
       fmt::format("bwd {}x{} R{} O{} {}", bwd_lanes, detail::kBwdItems, bwd_rows_per_warp,
@@ -104,6 +105,10 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   UMAMBA_CHECK(tuning.fwd_short_len >= 0 && tuning.fwd_short_len <= 32 * detail::kFwdItems,
                "selective scan: forward short-row length {} (0 to {})", tuning.fwd_short_len,
                32 * detail::kFwdItems);
+  UMAMBA_CHECK(tuning.fwd_state_split == 0 || tuning.fwd_state_split == 1 ||
+                   tuning.fwd_state_split == 2 || tuning.fwd_state_split == 4,
+               "selective scan: forward state split {} (1, 2 or 4; 0: choose)",
+               tuning.fwd_state_split);
   UMAMBA_CHECK(tuning.bwd_rows_per_warp == 0 || tuning.bwd_rows_per_warp == 1 ||
                    tuning.bwd_rows_per_warp == 2 || tuning.bwd_rows_per_warp == 4 ||
                    tuning.bwd_rows_per_warp == 8,
@@ -132,6 +137,15 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     plan.fwd_lanes = pow2_at_least(ceil_div(s.len, detail::kFwdItems));
     plan.fwd_segments = 1;
     plan.fwd_segment_len = s.len;
+    // Split the states over 2 or 4 warps while the rows alone fill fewer warps than the GPU holds.
+    const std::int64_t tasks = ceil_div(rows, 32 / plan.fwd_lanes);
+    const std::int64_t target = tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 20 * sms;
+    int split = tuning.fwd_state_split;
+    if (split == 0) {
+      split = 1;
+      while (split < 4 && tasks * split < target && s.nstate >= 2 * split) split *= 2;
+    }
+    plan.fwd_state_split = split;
   } else {
     plan.fwd_items = detail::kLongItems;
     plan.fwd_lanes = 32;
@@ -250,6 +264,7 @@ void scan_forward(const ScanForwardArgs& a, const ScanPlan& plan, Stream stream)
   p.nstate = static_cast<int>(s.nstate);
   p.lanes = plan.fwd_lanes;
   p.items = plan.fwd_items;
+  p.state_split = plan.fwd_state_split;
   p.segments = plan.fwd_segments;
   p.seg_len = static_cast<int>(plan.fwd_segment_len);
   p.chunks = static_cast<int>(plan.state_chunks);

@@ -60,8 +60,11 @@ StateStrides contiguous_states(const ScanShape& s);  // {nstate*len, len}
 struct ScanTuning {
   int fwd_target_warps = 0;  // warps the forward should keep busy (0: what fits, 16 or 12 per SM)
   int fwd_segments = 0;      // force this many segments per row in the forward (0: from the target)
-  int fwd_short_len = 0;     // rows up to this length take the forward's one-tile kernel (direct
-                          // loads, no shared memory; 16 steps per lane, so at most 512); 0: choose
+  // Rows up to this length take the forward's one-tile kernel (direct loads, no staging; 16 steps
+  // per lane, so at most 512); 0: choose.
+  int fwd_short_len = 0;
+  // One-tile kernel: warps that share a row, each a share of the states (1, 2 or 4; 0: choose).
+  int fwd_state_split = 0;
   int bwd_target_blocks = 0;  // blocks the backward should keep busy (0: blocks per SM x SMs)
   int bwd_segments = 0;       // force this many segments per row in the backward
   int bwd_rows_per_warp = 0;  // channels each backward warp walks through (1, 2, 4 or 8; 0: choose)
@@ -79,6 +82,7 @@ struct ScanPlan {
   int fwd_items = 16;  // time steps per forward thread
   int fwd_segments = 1;
   std::int64_t fwd_segment_len = 0;
+  int fwd_state_split = 1;  // one-tile kernel only (see ScanTuning)
   int bwd_lanes = 32;
   int bwd_segments = 1;
   std::int64_t bwd_segment_len = 0;

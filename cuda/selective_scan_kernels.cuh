@@ -289,18 +289,24 @@ __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width
 // ================================ forward ================================
 
 // Short rows (len <= 32 * kFwdItems): one tile each, 32/lanes rows per warp, direct loads. Rows
-// longer than kStateChunk save the states the backward starts its tiles from.
+// longer than kStateChunk save the states the backward starts its tiles from. With state_split
+// S > 1, S warps of a block take the same rows, each a share of the states, and add their outputs
+// through shared memory: a row's work is a chain over the states, too short to hide its latency
+// when rows are few, and S warps walk S shorter chains at once.
 template <typename T>
-__global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const FwdParams p) {
   constexpr int K = kFwdItems;
+  __shared__ float s_y[kFwdWarps][K][32];  // partial outputs of warps sharing rows (S > 1)
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
+  const int S = p.state_split;
+  const int part = warp % S;
   const int G = p.lanes;
   const int N = p.nstate;
   const int rpw = 32 / G;
   const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
-  const std::int64_t task = static_cast<std::int64_t>(blockIdx.x) * kFwdWarps + warp;
-  if (task * rpw >= rows) return;
+  const std::int64_t task = static_cast<std::int64_t>(blockIdx.x) * (kFwdWarps / S) + warp / S;
+  if (S == 1 && task * rpw >= rows) return;  // (with S > 1 every warp meets the barrier below)
   std::int64_t row = task * rpw + lane / G;
   const int sub = lane & (G - 1);
   const bool active = row < rows;
@@ -312,7 +318,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const
   const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
   const T* C_b = static_cast<const T*>(p.C) + b * p.C_sb;
   const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
-  const float Dv = p.D ? __ldg(p.D + d) : 0.f;
+  const float Dv = p.D && part == 0 ? __ldg(p.D + d) : 0.f;  // the skip term: once per row
   const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
   const int my_t = sub * K;
   const int valid = p.len - my_t;  // in-range steps from my_t (may be <= 0 or > K)
@@ -329,8 +335,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const
       y[k] = Dv * uv[k];
     }
   }
+  const int n_begin = part * N / S, n_end = (part + 1) * N / S;
 #pragma unroll 1
-  for (int n = 0; n < N; ++n) {
+  for (int n = n_begin; n < n_end; ++n) {
     const float a = __ldg(A_row + n) * kLog2e;
     float bv[K], cv[K], dA[K];
     load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
@@ -353,6 +360,15 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 3) scan_fwd_short_kernel(const
       h = fmaf(dA[k], h, bv[k]);
       y[k] = fmaf(cv[k], h, y[k]);
     }
+  }
+  if (S > 1) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) s_y[warp][k][lane] = y[k];
+    __syncthreads();
+    if (part != 0) return;
+    for (int j = 1; j < S; ++j)
+#pragma unroll
+      for (int k = 0; k < K; ++k) y[k] += s_y[warp + j][k][lane];
   }
   if (p.z) {
     float zv[K];
@@ -1011,8 +1027,9 @@ template <typename T>
 int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
   if (p.items == kFwdItems) {
-    const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
-    const auto blocks = static_cast<unsigned>((warps + kFwdWarps - 1) / kFwdWarps);
+    const std::int64_t tasks = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
+    const int per_block = kFwdWarps / p.state_split;
+    const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
     scan_fwd_short_kernel<T><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
     return launch_error();
   }

@@ -20,11 +20,12 @@ constexpr int kReduceWarp = 2;   // ... added by each warp with coalesced global
 
 struct FwdParams {
   int batch, dim, len, nstate;
-  int lanes;     // threads per row: 32, or a power of two below 32 for short rows (one tile)
-  int items;     // time steps per thread: kFwdItems (short rows) or kLongItems
-  int segments;  // segments per row (lanes == 32 only)
-  int seg_len;   // multiple of the tile, kStateChunk
-  int chunks;    // saved states per row (0 when len <= kStateChunk)
+  int lanes;        // threads per row: 32, or a power of two below 32 for short rows (one tile)
+  int items;        // time steps per thread: kFwdItems (short rows) or kLongItems
+  int state_split;  // short rows: warps sharing rows, each a share of the states (1, 2, 4)
+  int segments;     // segments per row (lanes == 32 only)
+  int seg_len;      // multiple of the tile, kStateChunk
+  int chunks;       // saved states per row (0 when len <= kStateChunk)
   bool softplus;
   bool vec;  // every row and B/C plane allows 16-byte accesses
   const void* u;

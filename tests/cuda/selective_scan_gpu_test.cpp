@@ -238,9 +238,10 @@ ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments, int bwd_redu
   return t;
 }
 
-ScanTuning short_rows(int fwd_short_len) {
+ScanTuning short_rows(int fwd_short_len, int fwd_state_split = 0) {
   ScanTuning t;
   t.fwd_short_len = fwd_short_len;
+  t.fwd_state_split = fwd_state_split;
   return t;
 }
 
@@ -275,6 +276,9 @@ TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
       {forced(0, 8, 5, 2, 4), "bwd warp atomics, R8 5 segments, 4 blocks per SM"},
       {short_rows(512), "fwd one-tile kernel up to 512 steps (saves the state at 256)"},
       {short_rows(256), "fwd one-tile kernel up to 256 steps"},
+      {short_rows(512, 1), "fwd one-tile kernel, states not split"},
+      {short_rows(512, 2), "fwd one-tile kernel, states split over 2 warps"},
+      {short_rows(512, 4), "fwd one-tile kernel, states split over 4 warps"},
   };
   for (const auto& s : grid())
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);

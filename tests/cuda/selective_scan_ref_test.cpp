@@ -213,6 +213,16 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_EQ(p512.fwd_segments, 1);
   EXPECT_EQ(p512.states_floats, 2u * 3u * 16u * 2u);  // the backward still gets its state at 256
   EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 16);
+  // Few rows: the states are split over up to 4 warps (never more warps than states); many rows:
+  // not split.
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, t512, 132).fwd_state_split, 4);
+  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 2}, t512, 132).fwd_state_split, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 1}, {}, 132).fwd_state_split, 1);
+  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 3}, {}, 132).fwd_state_split, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({64, 4096, 16, 16}, {}, 132).fwd_state_split, 1);
+  umamba::cuda::ScanTuning bad_split;
+  bad_split.fwd_state_split = 3;
+  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 30, 16}, bad_split, 132), umamba::Error);
   umamba::cuda::ScanTuning too_long;
   too_long.fwd_short_len = 513;
   EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 300, 16}, too_long, 132), umamba::Error);

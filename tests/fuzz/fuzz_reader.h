@@ -26,12 +26,13 @@ inline std::filesystem::path scratch_file(const char* suffix) {
 
 inline int read_one(const uint8_t* data, size_t size, const char* suffix) {
   static const std::filesystem::path path = [&] {
-    // 16 MB: the largest seed image needs under 1 MB. Inputs that declare a huge image (a 2-million
-    // row strip layout, say) are then refused by the size check before any allocation, as a
-    // user's configured limit would refuse them, instead of decoding 100 MB of zeros under
-    // AddressSanitizer for seconds per execution: at 256 MB such inputs held the TIFF target to
-    // 65-109 executions/s (2026-11-27).
-    set_allocation_limit(size_t{16} << 20);
+    // 4 MB: the largest seed image needs 2 MB (a 100^3 u16 stack). Inputs that declare a larger
+    // image (a 2-million-row strip layout, say) are then refused by the size check before any
+    // allocation, as a user's configured limit would refuse them, instead of decoding megabytes of
+    // zeros under AddressSanitizer for a tenth of a second or more per execution: at 256 MB such
+    // inputs held the TIFF target to 65-109 executions/s, at 16 MB to about 100-150 (2026-11-27);
+    // the code they run is the one small images run.
+    set_allocation_limit(size_t{4} << 20);
     log::init("off");
     return scratch_file(suffix);
   }();
