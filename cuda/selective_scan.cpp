@@ -20,8 +20,9 @@ namespace umamba::cuda {
 namespace {
 
 constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
-// Longest row the forward's one-tile kernel takes by default (ScanTuning::fwd_short_len).
-constexpr std::int64_t kDefaultFwdShortLen = 64;
+// Warps the forward's one-tile kernel keeps resident per SM (4 blocks of 4 warps: its launch
+// bounds, 128 registers).
+constexpr std::int64_t kFwdShortWarpsPerSm = 16;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -127,25 +128,34 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   plan.shape = s;
 
   // Forward. Short rows: one tile of up to 32 lanes x 16 steps, several rows per warp when they
-  // need fewer lanes, direct loads (no staging, no carry, no segments: with few steps per row the
-  // block barriers and the segment summaries of the long-row kernel cost more than they save);
-  // longer rows: the block-staged kernel with 256-step tiles.
-  const std::int64_t short_len =
-      tuning.fwd_short_len > 0 ? tuning.fwd_short_len : kDefaultFwdShortLen;
-  if (s.len <= short_len) {
+  // need fewer lanes, direct loads, no staging, carry or segments, and the states split over 2 or 4
+  // warps (each a share, outputs summed in shared memory) while that still fits the GPU in one wave
+  // (the kernel holds 16 warps per SM): a row's work is a chain over its states, too short to hide
+  // its latency when rows are few. Longer rows, or rows of up to 512 steps too many to split: the
+  // block-staged kernel with 256-step tiles. Measured on an H200 (docs/cuda.md): the one-tile
+  // kernel with a split beats the long-row kernel on (12, 32, 512), (2, 420, 320) and (2, 640,
+  // 210); on (12, 512, 512) the long-row kernel is faster.
+  const std::int64_t fwd_capacity =
+      tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : kFwdShortWarpsPerSm * sms;
+  const int short_lanes = static_cast<int>(
+      std::min<std::int64_t>(32, pow2_at_least(ceil_div(s.len, detail::kFwdItems))));
+  const std::int64_t short_tasks = ceil_div(rows, 32 / short_lanes);
+  auto split_for = [&](std::int64_t tasks) {
+    int split = 1;
+    while (split < 4 && tasks * split * 2 <= fwd_capacity && s.nstate >= 2 * split) split *= 2;
+    return split;
+  };
+  const bool short_rows =
+      tuning.fwd_short_len > 0
+          ? s.len <= tuning.fwd_short_len
+          : s.len <= 64 || (s.len <= 32 * detail::kFwdItems && split_for(short_tasks) >= 2);
+  if (short_rows) {
     plan.fwd_items = detail::kFwdItems;
-    plan.fwd_lanes = pow2_at_least(ceil_div(s.len, detail::kFwdItems));
+    plan.fwd_lanes = short_lanes;
     plan.fwd_segments = 1;
     plan.fwd_segment_len = s.len;
-    // Split the states over 2 or 4 warps while the rows alone fill fewer warps than the GPU holds.
-    const std::int64_t tasks = ceil_div(rows, 32 / plan.fwd_lanes);
-    const std::int64_t target = tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 20 * sms;
-    int split = tuning.fwd_state_split;
-    if (split == 0) {
-      split = 1;
-      while (split < 4 && tasks * split < target && s.nstate >= 2 * split) split *= 2;
-    }
-    plan.fwd_state_split = split;
+    plan.fwd_state_split =
+        tuning.fwd_state_split > 0 ? tuning.fwd_state_split : split_for(short_tasks);
   } else {
     plan.fwd_items = detail::kLongItems;
     plan.fwd_lanes = 32;

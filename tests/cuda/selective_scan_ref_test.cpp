@@ -188,7 +188,9 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
       }
       EXPECT_GE(plan.fwd_lanes * plan.fwd_items, std::min<std::int64_t>(s.len, 256));
       if (s.len > umamba::cuda::kStateChunk) {
-        EXPECT_EQ(plan.fwd_segment_len % umamba::cuda::kStateChunk, 0);
+        if (plan.fwd_segments > 1) {  // (the one-tile kernel has one segment of len steps)
+          EXPECT_EQ(plan.fwd_segment_len % umamba::cuda::kStateChunk, 0);
+        }
         EXPECT_EQ(plan.bwd_segment_len % umamba::cuda::kStateChunk, 0);
         EXPECT_EQ(plan.states_floats,
                   static_cast<std::size_t>(s.batch * s.dim * s.nstate * ((s.len + 255) / 256)));
@@ -215,7 +217,14 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 16);
   // Few rows: the states are split over up to 4 warps (never more warps than states); many rows:
   // not split.
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, t512, 132).fwd_state_split, 4);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, t512, 132).fwd_state_split, 2);
+  // By default the one-tile kernel takes rows up to 512 steps only where it can split the states
+  // and still fit the GPU in one wave (16 warps per SM).
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).fwd_items, 16);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).fwd_state_split, 4);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 420, 320, 16}, {}, 132).fwd_state_split, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 512, 16}, {}, 132).fwd_items, 8);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 2}, t512, 132).fwd_state_split, 2);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 1}, {}, 132).fwd_state_split, 1);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 3}, {}, 132).fwd_state_split, 2);
