@@ -269,9 +269,9 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::IsMember({"per-rank", "global-slice"}))
       ->envname("UMAMBA_TRAIN_DIST_SAMPLING");
   cmd->add_option("--dist-bucket-order", o.dist_bucket_order,
-                  "Gradient buckets of the all-reduce: observed (after the first step, in the "
-                  "order the gradients arrived, as PyTorch's DDP) or registration (reverse "
-                  "registration order)")
+                  "Gradient buckets of the all-reduce: registration (reverse registration "
+                  "order) or observed (after the first step, in the order the gradients arrived, "
+                  "as PyTorch's DDP)")
       ->capture_default_str()
       ->check(CLI::IsMember({"observed", "registration"}))
       ->envname("UMAMBA_TRAIN_DIST_BUCKET_ORDER");

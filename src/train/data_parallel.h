@@ -104,7 +104,7 @@ class GradientReducer {
   static constexpr int64_t kDefaultBucketBytes = 25LL << 20;
   GradientReducer(std::vector<torch::Tensor> parameters, ProcessGroup& group,
                   int64_t bucket_bytes = kDefaultBucketBytes,
-                  BucketOrder order = BucketOrder::Observed);
+                  BucketOrder order = BucketOrder::Registration);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;

@@ -113,9 +113,10 @@ struct TrainOptions {
   // global-slice: each rank makes the global batch and keeps samples rank, rank + W, ... (the
   // 1-process run's samples exactly, at W times the data preparation; for comparisons).
   std::string dist_sampling = "per-rank";
-  // Gradient buckets: "observed" (rebuilt after the first step in the order the gradients arrived,
-  // as PyTorch's DDP) or "registration" (reverse registration order); data_parallel.h.
-  std::string dist_bucket_order = "observed";
+  // Gradient buckets: "registration" (reverse registration order) or "observed" (rebuilt after
+  // the first step in the order the gradients arrived, as PyTorch's DDP); data_parallel.h. On two
+  // H200 the observed order was not faster for U-Mamba (docs/train.md), so it is not the default.
+  std::string dist_bucket_order = "registration";
   // Testing aid: when set, EVERY rank writes rank<r>_losses.txt (global iteration and loss per
   // line) and rank<r>_params.pt (its final parameters, torch::save of a tensor list) here.
   std::filesystem::path debug_dump;
