@@ -27,6 +27,7 @@ struct ScanBenchFlags {
   int fwd_target_warps = 0;
   int fwd_short_len = 0;
   int fwd_state_split = 0;
+  int fwd_short_items = 0;
   int bwd_rows_per_warp = 0;
   int bwd_segments = 0;
   int bwd_target_blocks = 0;
@@ -47,6 +48,7 @@ void run_scan_bench(const ScanBenchFlags& f) {
   config.tuning.fwd_target_warps = f.fwd_target_warps;
   config.tuning.fwd_short_len = f.fwd_short_len;
   config.tuning.fwd_state_split = f.fwd_state_split;
+  config.tuning.fwd_short_items = f.fwd_short_items;
   config.tuning.bwd_rows_per_warp = f.bwd_rows_per_warp;
   config.tuning.bwd_segments = f.bwd_segments;
   config.tuning.bwd_target_blocks = f.bwd_target_blocks;
@@ -94,6 +96,11 @@ void add_scan_bench(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::IsMember({0, 1, 2, 4}))
       ->envname("UMAMBA_SCAN_FWD_STATE_SPLIT");
+  cmd->add_option("--fwd-short-items", f->fwd_short_items,
+                  "Short rows: steps per lane, 8 or 16 (0: choose)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({0, 8, 16}))
+      ->envname("UMAMBA_SCAN_FWD_SHORT_ITEMS");
   cmd->add_option("--fwd-target-warps", f->fwd_target_warps,
                   "Warps the forward keeps busy (0: what fits)")
       ->capture_default_str()

@@ -103,9 +103,15 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   UMAMBA_CHECK(s.len < kIntMax - 1024, "selective scan: len {} must be below 2^31", s.len);
   UMAMBA_CHECK(s.batch * s.dim < kIntMax, "selective scan: batch*dim = {} must be below 2^31",
                s.batch * s.dim);
-  UMAMBA_CHECK(tuning.fwd_short_len >= 0 && tuning.fwd_short_len <= 32 * detail::kFwdItems,
+  UMAMBA_CHECK(
+      tuning.fwd_short_items == 0 || tuning.fwd_short_items == 8 || tuning.fwd_short_items == 16,
+      "selective scan: forward short-row steps per lane {} (8 or 16; 0: choose)",
+      tuning.fwd_short_items);
+  const int max_short =
+      32 * (tuning.fwd_short_items > 0 ? tuning.fwd_short_items : detail::kFwdItems);
+  UMAMBA_CHECK(tuning.fwd_short_len >= 0 && tuning.fwd_short_len <= max_short,
                "selective scan: forward short-row length {} (0 to {})", tuning.fwd_short_len,
-               32 * detail::kFwdItems);
+               max_short);
   UMAMBA_CHECK(tuning.fwd_state_split == 0 || tuning.fwd_state_split == 1 ||
                    tuning.fwd_state_split == 2 || tuning.fwd_state_split == 4,
                "selective scan: forward state split {} (1, 2 or 4; 0: choose)",
@@ -137,20 +143,24 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   // 210); on (12, 512, 512) the long-row kernel is faster.
   const std::int64_t fwd_capacity =
       tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : kFwdShortWarpsPerSm * sms;
-  const int short_lanes = static_cast<int>(
-      std::min<std::int64_t>(32, pow2_at_least(ceil_div(s.len, detail::kFwdItems))));
+  // Steps per lane: 8 where 32 lanes cover the row (a shorter chain per lane), else 16.
+  const int short_items = tuning.fwd_short_items > 0      ? tuning.fwd_short_items
+                          : s.len <= 32 * 8 && s.len > 64 ? 8
+                                                          : detail::kFwdItems;
+  const int short_lanes =
+      static_cast<int>(std::min<std::int64_t>(32, pow2_at_least(ceil_div(s.len, short_items))));
   const std::int64_t short_tasks = ceil_div(rows, 32 / short_lanes);
   auto split_for = [&](std::int64_t tasks) {
     int split = 1;
     while (split < 4 && tasks * split * 2 <= fwd_capacity && s.nstate >= 2 * split) split *= 2;
     return split;
   };
-  const bool short_rows =
-      tuning.fwd_short_len > 0
-          ? s.len <= tuning.fwd_short_len
-          : s.len <= 64 || (s.len <= 32 * detail::kFwdItems && split_for(short_tasks) >= 2);
+  const bool short_rows = tuning.fwd_short_len > 0 ? s.len <= tuning.fwd_short_len
+                                                   : s.len <= 64 || (s.len <= 32 * short_items &&
+                                                                     split_for(short_tasks) >= 2);
   if (short_rows) {
-    plan.fwd_items = detail::kFwdItems;
+    plan.fwd_one_tile = true;
+    plan.fwd_items = short_items;
     plan.fwd_lanes = short_lanes;
     plan.fwd_segments = 1;
     plan.fwd_segment_len = s.len;
@@ -275,6 +285,7 @@ void scan_forward(const ScanForwardArgs& a, const ScanPlan& plan, Stream stream)
   p.lanes = plan.fwd_lanes;
   p.items = plan.fwd_items;
   p.state_split = plan.fwd_state_split;
+  p.one_tile = plan.fwd_one_tile;
   p.segments = plan.fwd_segments;
   p.seg_len = static_cast<int>(plan.fwd_segment_len);
   p.chunks = static_cast<int>(plan.state_chunks);

@@ -65,6 +65,8 @@ struct ScanTuning {
   int fwd_short_len = 0;
   // One-tile kernel: warps that share a row, each a share of the states (1, 2 or 4; 0: choose).
   int fwd_state_split = 0;
+  // One-tile kernel: steps per lane, 8 or 16 (0: choose).
+  int fwd_short_items = 0;
   int bwd_target_blocks = 0;  // blocks the backward should keep busy (0: blocks per SM x SMs)
   int bwd_segments = 0;       // force this many segments per row in the backward
   int bwd_rows_per_warp = 0;  // channels each backward warp walks through (1, 2, 4 or 8; 0: choose)
@@ -82,7 +84,8 @@ struct ScanPlan {
   int fwd_items = 16;  // time steps per forward thread
   int fwd_segments = 1;
   std::int64_t fwd_segment_len = 0;
-  int fwd_state_split = 1;  // one-tile kernel only (see ScanTuning)
+  int fwd_state_split = 1;    // one-tile kernel only (see ScanTuning)
+  bool fwd_one_tile = false;  // the forward's one-tile (short-row) kernel
   int bwd_lanes = 32;
   int bwd_segments = 1;
   std::int64_t bwd_segment_len = 0;

@@ -33,6 +33,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cuda/selective_scan_launch.h"
@@ -293,9 +294,8 @@ __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width
 // S > 1, S warps of a block take the same rows, each a share of the states, and add their outputs
 // through shared memory: a row's work is a chain over the states, too short to hide its latency
 // when rows are few, and S warps walk S shorter chains at once.
-template <typename T>
+template <typename T, int K>
 __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const FwdParams p) {
-  constexpr int K = kFwdItems;
   __shared__ float s_y[kFwdWarps][K][32];  // partial outputs of warps sharing rows (S > 1)
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -1019,6 +1019,34 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_summary_kernel(const 
 
 // ================================ launchers ================================
 
+// The backward's accumulators (dA, dB, dC, dD, ddelta_bias) zeroed by one kernel: five memsets
+// were five graph nodes, about as long as the whole backward of a short row.
+struct ZeroRanges {
+  float* ptr[5];
+  std::int64_t count[5];
+};
+
+template <typename T>  // (T unused: one instantiation per dtype file, no shared symbol)
+__global__ void zero_ranges_kernel(const ZeroRanges z) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+#pragma unroll 1
+  for (int r = 0; r < 5; ++r) {
+    float* p = z.ptr[r];
+    if (p == nullptr) continue;
+    const std::int64_t n = z.count[r];
+    // 16-byte stores from the first aligned element; the head and tail one float at a time.
+    const std::int64_t skip =
+        static_cast<std::int64_t>(((16 - (reinterpret_cast<std::uintptr_t>(p) & 15)) & 15) / 4);
+    const std::int64_t head = skip < n ? skip : n;
+    const std::int64_t vecs = (n - head) / 4;
+    float4* v = reinterpret_cast<float4*>(p + head);
+    for (std::int64_t i = first; i < vecs; i += stride) v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (std::int64_t i = first; i < head; i += stride) p[i] = 0.f;
+    for (std::int64_t i = head + 4 * vecs + first; i < n; i += stride) p[i] = 0.f;
+  }
+}
+
 inline int launch_error() {
   return static_cast<int>(cudaGetLastError());
 }
@@ -1026,11 +1054,15 @@ inline int launch_error() {
 template <typename T>
 int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
-  if (p.items == kFwdItems) {
+  if (p.one_tile) {
     const std::int64_t tasks = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const int per_block = kFwdWarps / p.state_split;
     const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
-    scan_fwd_short_kernel<T><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+    if (p.items == 8) {
+      scan_fwd_short_kernel<T, 8><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+    } else {
+      scan_fwd_short_kernel<T, kFwdItems><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+    }
     return launch_error();
   }
   const std::int64_t per_seg =
@@ -1051,12 +1083,17 @@ int launch_backward(const BwdParams& p, Stream stream) {
   const std::size_t bc_bytes = static_cast<std::size_t>(p.batch) * p.nstate *
                                static_cast<std::size_t>(p.len) * sizeof(float);
   int e = 0;
-  if ((e = cudaMemsetAsync(p.dA, 0, sizeof(float) * p.dim * p.nstate, stream))) return e;
-  if ((e = cudaMemsetAsync(p.dB, 0, bc_bytes, stream))) return e;
-  if ((e = cudaMemsetAsync(p.dC, 0, bc_bytes, stream))) return e;
-  if (p.dD && (e = cudaMemsetAsync(p.dD, 0, sizeof(float) * p.dim, stream))) return e;
-  if (p.ddelta_bias && (e = cudaMemsetAsync(p.ddelta_bias, 0, sizeof(float) * p.dim, stream)))
-    return e;
+  {
+    const std::int64_t bc = static_cast<std::int64_t>(bc_bytes / sizeof(float));
+    const ZeroRanges z{{p.dB, p.dC, p.dA, p.dD, p.ddelta_bias},
+                       {bc, bc, static_cast<std::int64_t>(p.dim) * p.nstate, p.dim, p.dim}};
+    // Enough blocks for the largest range at 4 floats a thread (grid-stride beyond 4096 blocks).
+    const std::int64_t want = (bc / 4 + 255) / 256;
+    const auto blocks =
+        static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>(want, 4096)));
+    zero_ranges_kernel<T><<<blocks, 256, 0, stream>>>(z);
+    if ((e = launch_error())) return e;
+  }
   if (p.lanes < 32) {
     const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const auto blocks = static_cast<unsigned>((warps + kBwdWarps - 1) / kBwdWarps);

@@ -21,7 +21,8 @@ constexpr int kReduceWarp = 2;   // ... added by each warp with coalesced global
 struct FwdParams {
   int batch, dim, len, nstate;
   int lanes;        // threads per row: 32, or a power of two below 32 for short rows (one tile)
-  int items;        // time steps per thread: kFwdItems (short rows) or kLongItems
+  int items;        // time steps per thread: one tile 8 or kFwdItems (16), long rows kLongItems
+  bool one_tile;    // the one-tile (short-row) kernel
   int state_split;  // short rows: warps sharing rows, each a share of the states (1, 2, 4)
   int segments;     // segments per row (lanes == 32 only)
   int seg_len;      // multiple of the tile, kStateChunk

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   config.tuning.fwd_target_warps = env_int("UMAMBA_SCAN_FWD_TARGET_WARPS");
   config.tuning.fwd_short_len = env_int("UMAMBA_SCAN_FWD_SHORT_LEN");
   config.tuning.fwd_state_split = env_int("UMAMBA_SCAN_FWD_STATE_SPLIT");
+  config.tuning.fwd_short_items = env_int("UMAMBA_SCAN_FWD_SHORT_ITEMS");
   config.tuning.bwd_rows_per_warp = env_int("UMAMBA_SCAN_BWD_ROWS_PER_WARP");
   config.tuning.bwd_segments = env_int("UMAMBA_SCAN_BWD_SEGMENTS");
   config.tuning.bwd_target_blocks = env_int("UMAMBA_SCAN_BWD_TARGET_BLOCKS");

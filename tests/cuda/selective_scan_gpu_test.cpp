@@ -238,10 +238,11 @@ ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments, int bwd_redu
   return t;
 }
 
-ScanTuning short_rows(int fwd_short_len, int fwd_state_split = 0) {
+ScanTuning short_rows(int fwd_short_len, int fwd_state_split = 0, int fwd_short_items = 0) {
   ScanTuning t;
   t.fwd_short_len = fwd_short_len;
   t.fwd_state_split = fwd_state_split;
+  t.fwd_short_items = fwd_short_items;
   return t;
 }
 
@@ -279,6 +280,8 @@ TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
       {short_rows(512, 1), "fwd one-tile kernel, states not split"},
       {short_rows(512, 2), "fwd one-tile kernel, states split over 2 warps"},
       {short_rows(512, 4), "fwd one-tile kernel, states split over 4 warps"},
+      {short_rows(256, 1, 8), "fwd one-tile kernel, 8 steps per lane"},
+      {short_rows(256, 4, 8), "fwd one-tile kernel, 8 steps per lane, split over 4 warps"},
   };
   for (const auto& s : grid())
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);

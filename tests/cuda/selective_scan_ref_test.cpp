@@ -214,10 +214,14 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_EQ(p512.fwd_lanes, 32);
   EXPECT_EQ(p512.fwd_segments, 1);
   EXPECT_EQ(p512.states_floats, 2u * 3u * 16u * 2u);  // the backward still gets its state at 256
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 16);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_items, 8);  // 32 x 8 steps
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 32);
+  umamba::cuda::ScanTuning k16 = t512;
+  k16.fwd_short_items = 16;
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, k16, 132).fwd_lanes, 16);
   // Few rows: the states are split over up to 4 warps (never more warps than states); many rows:
   // not split.
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, t512, 132).fwd_state_split, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, k16, 132).fwd_state_split, 2);
   // By default the one-tile kernel takes rows up to 512 steps only where it can split the states
   // and still fit the GPU in one wave (16 warps per SM).
   EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).fwd_items, 16);
