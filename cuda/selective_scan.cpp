@@ -20,9 +20,10 @@ namespace umamba::cuda {
 namespace {
 
 constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
-// Warps the forward's one-tile kernel keeps resident per SM (4 blocks of 4 warps: its launch
-// bounds, 128 registers).
-constexpr std::int64_t kFwdShortWarpsPerSm = 16;
+// Warps the forward's one-tile kernel keeps resident per SM: 8 steps per lane, 78 registers (ptxas,
+// sm_90): 6 blocks of 4 warps; 16 steps per lane, 128 registers (its launch bounds): 4 blocks.
+constexpr std::int64_t kFwdShortWarpsPerSm8 = 24;
+constexpr std::int64_t kFwdShortWarpsPerSm16 = 16;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -133,20 +134,22 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   ScanPlan plan;
   plan.shape = s;
 
-  // Forward. Short rows: one tile of up to 32 lanes x 16 steps, several rows per warp when they
-  // need fewer lanes, direct loads, no staging, carry or segments, and the states split over 2 or 4
-  // warps (each a share, outputs summed in shared memory) while that still fits the GPU in one wave
-  // (the kernel holds 16 warps per SM): a row's work is a chain over its states, too short to hide
-  // its latency when rows are few. Longer rows, or rows of up to 512 steps too many to split: the
-  // block-staged kernel with 256-step tiles. Measured on an H200 (docs/cuda.md): the one-tile
-  // kernel with a split beats the long-row kernel on (12, 32, 512), (2, 420, 320) and (2, 640,
-  // 210); on (12, 512, 512) the long-row kernel is faster.
+  // Forward. Short rows: one tile of up to 32 lanes x 8 or 16 steps, several rows per warp when
+  // they need fewer lanes, direct loads, no staging, carry or segments, and the states split over 2
+  // or 4 warps (each a share, outputs summed in shared memory) while that still fits the GPU in one
+  // wave: a row's work is a chain over its states, too short to hide its latency when rows are few.
+  // Longer rows, or rows of up to 512 steps too many to split: the block-staged kernel with
+  // 256-step tiles. Measured on an H200 (docs/cuda.md): the one-tile kernel with a split beats the
+  // long-row kernel on (12, 32, 512), (2, 420, 320), (2, 640, 210) and (12, 1024, 16); on
+  // (12, 512, 512) the long-row kernel is faster. Steps per lane: 8 where 32 lanes cover the row
+  // (a shorter chain per lane; 78 registers, 24 warps per SM), else 16 (128 registers, 16 warps).
+  const int short_items = tuning.fwd_short_items > 0 ? tuning.fwd_short_items
+                          : s.len <= 32 * 8          ? 8
+                                                     : detail::kFwdItems;
   const std::int64_t fwd_capacity =
-      tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : kFwdShortWarpsPerSm * sms;
-  // Steps per lane: 8 where 32 lanes cover the row (a shorter chain per lane), else 16.
-  const int short_items = tuning.fwd_short_items > 0      ? tuning.fwd_short_items
-                          : s.len <= 32 * 8 && s.len > 64 ? 8
-                                                          : detail::kFwdItems;
+      tuning.fwd_target_warps > 0
+          ? tuning.fwd_target_warps
+          : (short_items == 8 ? kFwdShortWarpsPerSm8 : kFwdShortWarpsPerSm16) * sms;
   const int short_lanes =
       static_cast<int>(std::min<std::int64_t>(32, pow2_at_least(ceil_div(s.len, short_items))));
   const std::int64_t short_tasks = ceil_div(rows, 32 / short_lanes);
@@ -204,10 +207,15 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                              : warp_reduce                ? 3
                                                           : 2;
     if (!warp_reduce) plan.bwd_blocks_per_sm = std::min(plan.bwd_blocks_per_sm, 3);
-    const std::int64_t target =
-        tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks : plan.bwd_blocks_per_sm * sms;
-    auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, detail::kBwdWarps * r); };
     const std::int64_t nchunks = ceil_div(s.len, kStateChunk);
+    // Rows of at most 4 tiles are cut into segments only while the blocks are fewer than the SMs:
+    // the segment summaries cost a pass of their own, which on (2, 420, 320) and (2, 640, 840) took
+    // longer than the parallelism gained (H200: 80 -> 67 us and 170 -> 150 us without them), while
+    // (12, 32, 512), 96 blocks, still gains (51 -> 41 us with 2 segments).
+    const std::int64_t target = tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks
+                                : nchunks <= 4               ? sms
+                                                             : plan.bwd_blocks_per_sm * sms;
+    auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, detail::kBwdWarps * r); };
     int r = tuning.bwd_rows_per_warp;
     std::int64_t segs = tuning.bwd_segments > 0 ? tuning.bwd_segments : 0;
     if (r == 0 && warp_reduce) {

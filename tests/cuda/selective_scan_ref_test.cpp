@@ -229,6 +229,14 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_EQ(umamba::cuda::plan_scan({2, 420, 320, 16}, {}, 132).fwd_state_split, 2);
   EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 512, 16}, {}, 132).fwd_items, 8);
   EXPECT_EQ(umamba::cuda::plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
+  // 8 steps per lane up to 256 steps (24 warps per SM fit): (2, 640, 210) splits in 2.
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
+  // Backward rows of at most 4 tiles: segments only while the blocks are fewer than the SMs.
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 420, 320, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 840, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_GT(umamba::cuda::plan_scan({2, 512, 6720, 16}, {}, 132).bwd_segments, 1);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 2}, t512, 132).fwd_state_split, 2);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 1}, {}, 132).fwd_state_split, 1);
   EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 3}, {}, 132).fwd_state_split, 2);
