@@ -110,7 +110,7 @@ class GradientReducer {
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   void prepare();  // before backward
-  void finish();   // after backward: every bucket reduced, averaged gradients in .grad
+  void finish();   // after backward: every bucket reduced; .grad = averaged, a view of its bucket
 
   size_t bucket_count() const { return buckets_.size(); }
   const std::vector<std::vector<size_t>>& buckets() const { return buckets_; }
@@ -132,6 +132,7 @@ class GradientReducer {
   std::vector<std::vector<size_t>> buckets_;
   std::vector<size_t> bucket_of_, offset_of_;  // per parameter
   std::vector<torch::Tensor> flat_;            // per bucket, on the parameters' device
+  std::vector<torch::Tensor> views_;           // per parameter: its slice of its bucket, its shape
   std::vector<int64_t> pending_count_;         // gradients still missing per bucket
   std::vector<char> seen_;                     // per parameter: gradient arrived this step
   std::vector<char> unused_;                   // per parameter: no gradient in the last step

@@ -133,6 +133,13 @@ void sgd_foreach_step(torch::optim::SGD& optimizer) {
 
 namespace {
 
+// zero_grad(set_to_none = true) without its detach_(), which LibTorch refuses on views: with data
+// parallelism the gradients are views of the all-reduce buckets (data_parallel.h).
+void drop_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 // What the device held when a step ran out of memory, for the message: the memory in use and the
 // step's peak so far against the card's total (CUDA); empty elsewhere.
 std::string device_memory_text(const torch::Device& device) {
@@ -161,7 +168,7 @@ StepResult Optimization::step(const torch::Tensor& data,
   // Gradients are needed whatever the caller's grad mode (a NoGradGuard around validation or
   // inference in the same thread must not turn steps into no-ops).
   torch::AutoGradMode grad_mode(true);
-  optimizer_->zero_grad(/*set_to_none=*/true);
+  drop_gradients(*optimizer_);
   try {
     // Test hook (core/fault_injection.h): "alloc:N@train_step" makes the N-th step run out of
     // memory as LibTorch reports it.
@@ -228,7 +235,7 @@ StepResult Optimization::step(const torch::Tensor& data,
     }
     scaler_.update(bad);
     if (bad) {
-      optimizer_->zero_grad(true);
+      drop_gradients(*optimizer_);
       r.skipped = true;
       r.grad_norm = 0;
       if (!std::isfinite(r.loss)) r.loss = r.ce = r.dice = std::numeric_limits<double>::quiet_NaN();
@@ -247,7 +254,7 @@ StepResult Optimization::step(const torch::Tensor& data,
       consecutive_nonfinite_ = 0;
     }
   } catch (const c10::OutOfMemoryError& e) {
-    optimizer_->zero_grad(true);
+    drop_gradients(*optimizer_);
     std::string what = e.what();
     const size_t nl = what.find('\n');
     if (nl != std::string::npos) what.resize(nl);
