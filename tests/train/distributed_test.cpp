@@ -266,6 +266,36 @@ struct Mlp : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) { return b(torch::tanh(a(x))); }
 };
 
+// The gradient two ranks should agree on: the mean of each rank's own gradient of mean(f(x)^2),
+// every rank starting from init's weights. Parameters without a gradient stay undefined.
+template <typename Module>
+std::vector<torch::Tensor> mean_gradient_of_two_ranks(const Module& init, const torch::Tensor& x0,
+                                                      const torch::Tensor& x1) {
+  std::vector<torch::Tensor> sum;
+  for (const torch::Tensor* x : {&x0, &x1}) {
+    auto m = std::make_shared<Module>();
+    {
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < m->parameters().size(); ++i)
+        m->parameters()[i].copy_(init.parameters()[i]);
+    }
+    torch::AutoGradMode on(true);
+    m->forward(*x).pow(2).mean().backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& p : m->parameters())
+      g.push_back(p.grad().defined() ? p.grad() : torch::Tensor());
+    if (sum.empty()) {
+      sum = g;
+    } else {
+      for (size_t i = 0; i < g.size(); ++i)
+        if (g[i].defined()) sum[i] = sum[i] + g[i];
+    }
+  }
+  for (auto& t : sum)
+    if (t.defined()) t = t / 2;
+  return sum;
+}
+
 TEST(Train_Distributed, bucketed_all_reduce_averages_gradients_like_a_reference) {
   torch::manual_seed(11);
   // Per rank and step, its inputs; the reference gradient is the mean of the two ranks' own.
@@ -274,27 +304,7 @@ TEST(Train_Distributed, bucketed_all_reduce_averages_gradients_like_a_reference)
     for (int step = 0; step < 3; ++step) inputs[r].push_back(torch::randn({5, 6}));
   auto init = std::make_shared<Mlp>();
   auto reference = [&](int step) {
-    std::vector<torch::Tensor> sum;
-    for (int r = 0; r < 2; ++r) {
-      auto m = std::make_shared<Mlp>();
-      torch::NoGradGuard ng;
-      for (size_t i = 0; i < m->parameters().size(); ++i)
-        m->parameters()[i].copy_(init->parameters()[i]);
-      torch::AutoGradMode on(true);
-      m->forward(inputs[r][step]).pow(2).mean().backward();
-      std::vector<torch::Tensor> g;
-      for (const auto& p : m->parameters())
-        g.push_back(p.grad().defined() ? p.grad() : torch::Tensor());
-      if (sum.empty()) {
-        sum = g;
-      } else {
-        for (size_t i = 0; i < g.size(); ++i)
-          if (g[i].defined()) sum[i] = sum[i] + g[i];
-      }
-    }
-    for (auto& t : sum)
-      if (t.defined()) t = t / 2;
-    return sum;
+    return mean_gradient_of_two_ranks(*init, inputs[0][step], inputs[1][step]);
   };
   std::vector<std::vector<torch::Tensor>> expected;
   for (int step = 0; step < 3; ++step) expected.push_back(reference(step));
@@ -365,26 +375,9 @@ TEST(Train_Distributed, buckets_follow_the_observed_gradient_order) {
   std::vector<torch::Tensor> inputs;
   for (int i = 0; i < 6; ++i) inputs.push_back(torch::randn({5, 6}));
   auto init = std::make_shared<HeadFirst>();
-  // Reference: the mean of the two ranks' gradients, step by step from the same weights.
   auto reference = [&](int step) {
-    std::vector<torch::Tensor> mean;
-    for (int r = 0; r < 2; ++r) {
-      auto m = std::make_shared<HeadFirst>();
-      torch::NoGradGuard ng;
-      for (size_t i = 0; i < m->parameters().size(); ++i)
-        m->parameters()[i].copy_(init->parameters()[i]);
-      torch::AutoGradMode on(true);
-      m->forward(inputs[static_cast<size_t>(2 * step + r)]).pow(2).mean().backward();
-      for (size_t i = 0; i < m->parameters().size(); ++i) {
-        const torch::Tensor g = m->parameters()[i].grad() / 2;
-        if (mean.size() <= i) {
-          mean.push_back(g);
-        } else {
-          mean[i] = mean[i] + g;
-        }
-      }
-    }
-    return mean;
+    return mean_gradient_of_two_ranks(*init, inputs[static_cast<size_t>(2 * step)],
+                                      inputs[static_cast<size_t>(2 * step + 1)]);
   };
   for (const BucketOrder order : {BucketOrder::Registration, BucketOrder::Observed}) {
     std::vector<int64_t> sent(2), count(2);
