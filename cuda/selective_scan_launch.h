@@ -9,7 +9,7 @@
 
 namespace umamba::cuda::detail {
 
-constexpr int kFwdItems = 16;  // consecutive time steps one forward thread owns on short rows
+constexpr int kFwdItems = 16;  // steps one forward thread owns on one-tile rows (8 up to 256 steps)
 constexpr int kLongItems = 8;  // ... on long rows (forward and backward): a warp tile = kStateChunk
 constexpr int kBwdItems = kLongItems;
 constexpr int kFwdWarps = 4;  // warps per forward block (short rows: independent; long: one batch)

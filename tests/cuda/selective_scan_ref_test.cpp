@@ -206,47 +206,45 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
   EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).fwd_segments, 1);
   EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).bwd_segments, 1);
   EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 4096, 16}, {}, 132).fwd_segments, 1);
-  // The forward's one-tile kernel: 16 steps per lane, up to fwd_short_len steps, never segmented.
+}
+
+TEST(Cuda_ScanPlan, one_tile_forward_and_short_backward_rows) {
+  using umamba::cuda::plan_scan;
+  // Forced up to 512 steps: 16 steps per lane beyond 256, never segmented, and the backward still
+  // gets its state at 256.
   umamba::cuda::ScanTuning t512;
   t512.fwd_short_len = 512;
-  const auto p512 = umamba::cuda::plan_scan({2, 3, 300, 16}, t512, 132);
+  const auto p512 = plan_scan({2, 3, 300, 16}, t512, 132);
   EXPECT_EQ(p512.fwd_items, 16);
   EXPECT_EQ(p512.fwd_lanes, 32);
   EXPECT_EQ(p512.fwd_segments, 1);
-  EXPECT_EQ(p512.states_floats, 2u * 3u * 16u * 2u);  // the backward still gets its state at 256
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_items, 8);  // 32 x 8 steps
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 32);
+  EXPECT_EQ(p512.states_floats, 2u * 3u * 16u * 2u);
+  // Up to 256 steps: 32 lanes x 8 steps, unless 16 steps per lane are asked for.
+  EXPECT_EQ(plan_scan({2, 3, 210, 16}, t512, 132).fwd_items, 8);
+  EXPECT_EQ(plan_scan({2, 3, 210, 16}, t512, 132).fwd_lanes, 32);
   umamba::cuda::ScanTuning k16 = t512;
   k16.fwd_short_items = 16;
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 3, 210, 16}, k16, 132).fwd_lanes, 16);
-  // Few rows: the states are split over up to 4 warps (never more warps than states); many rows:
-  // not split.
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, k16, 132).fwd_state_split, 2);
-  // By default the one-tile kernel takes rows up to 512 steps only where it can split the states
-  // and still fit the GPU in one wave (16 warps per SM).
-  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).fwd_items, 16);
-  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).fwd_state_split, 4);
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 420, 320, 16}, {}, 132).fwd_state_split, 2);
-  EXPECT_EQ(umamba::cuda::plan_scan({12, 512, 512, 16}, {}, 132).fwd_items, 8);
-  EXPECT_EQ(umamba::cuda::plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
-  // 8 steps per lane up to 256 steps (24 warps per SM fit): (2, 640, 210) splits in 2.
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
+  EXPECT_EQ(plan_scan({2, 3, 210, 16}, k16, 132).fwd_lanes, 16);
+  // Few rows: the states are split over up to 4 warps, as many as fit the GPU in one wave (16 warps
+  // per SM at 16 steps per lane, 24 at 8) and never more warps than states; many rows: not split.
+  EXPECT_EQ(plan_scan({2, 640, 210, 16}, k16, 132).fwd_state_split, 2);
+  EXPECT_EQ(plan_scan({1, 1, 40, 2}, t512, 132).fwd_state_split, 2);
+  EXPECT_EQ(plan_scan({1, 1, 40, 1}, {}, 132).fwd_state_split, 1);
+  EXPECT_EQ(plan_scan({1, 1, 40, 3}, {}, 132).fwd_state_split, 2);
+  EXPECT_EQ(plan_scan({64, 4096, 16, 16}, {}, 132).fwd_state_split, 1);
+  // By default rows of 65 to 512 steps take the one-tile kernel only where the states can be split.
+  EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).fwd_items, 16);
+  EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).fwd_state_split, 4);
+  EXPECT_EQ(plan_scan({2, 420, 320, 16}, {}, 132).fwd_state_split, 2);
+  EXPECT_EQ(plan_scan({12, 512, 512, 16}, {}, 132).fwd_items, 8);  // the long-row kernel
+  EXPECT_EQ(plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
+  EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
+  EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
   // Backward rows of at most 4 tiles: segments only while the blocks are fewer than the SMs.
-  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 2);
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 420, 320, 16}, {}, 132).bwd_segments, 1);
-  EXPECT_EQ(umamba::cuda::plan_scan({2, 640, 840, 16}, {}, 132).bwd_segments, 1);
-  EXPECT_GT(umamba::cuda::plan_scan({2, 512, 6720, 16}, {}, 132).bwd_segments, 1);
-  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 2}, t512, 132).fwd_state_split, 2);
-  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 1}, {}, 132).fwd_state_split, 1);
-  EXPECT_EQ(umamba::cuda::plan_scan({1, 1, 40, 3}, {}, 132).fwd_state_split, 2);
-  EXPECT_EQ(umamba::cuda::plan_scan({64, 4096, 16, 16}, {}, 132).fwd_state_split, 1);
-  umamba::cuda::ScanTuning bad_split;
-  bad_split.fwd_state_split = 3;
-  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 30, 16}, bad_split, 132), umamba::Error);
-  umamba::cuda::ScanTuning too_long;
-  too_long.fwd_short_len = 513;
-  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 300, 16}, too_long, 132), umamba::Error);
+  EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 2);
+  EXPECT_EQ(plan_scan({2, 420, 320, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_EQ(plan_scan({2, 640, 840, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_GT(plan_scan({2, 512, 6720, 16}, {}, 132).bwd_segments, 1);
 }
 
 TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
@@ -262,6 +260,12 @@ TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
   umamba::cuda::ScanTuning bad_blocks;
   bad_blocks.bwd_blocks_per_sm = 5;
   EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad_blocks, 132), umamba::Error);
+  umamba::cuda::ScanTuning bad_split;
+  bad_split.fwd_state_split = 3;
+  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 30, 16}, bad_split, 132), umamba::Error);
+  umamba::cuda::ScanTuning too_long;
+  too_long.fwd_short_len = 513;
+  EXPECT_THROW(umamba::cuda::plan_scan({2, 3, 300, 16}, too_long, 132), umamba::Error);
 }
 
 TEST(Cuda_ScanPlan, block_reduction_only_where_it_fits) {
