@@ -190,11 +190,19 @@ void broadcast_module_state(ProcessGroup& group, const std::vector<torch::Tensor
   }
 }
 
+namespace {
+
+std::vector<size_t> reverse_indices(size_t n) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = n - 1 - i;
+  return order;
+}
+
+}  // namespace
+
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
                                                 int64_t bucket_bytes) {
-  std::vector<size_t> order(parameter_bytes.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
-  return assign_buckets(parameter_bytes, order, bucket_bytes);
+  return assign_buckets(parameter_bytes, reverse_indices(parameter_bytes.size()), bucket_bytes);
 }
 
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& parameter_bytes,
@@ -237,9 +245,7 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> parameters, ProcessG
         p.scalar_type() == params_.front().scalar_type() && p.device() == params_.front().device(),
         "gradient reducer: parameters must share one dtype and device");
   }
-  std::vector<size_t> reverse(params_.size());
-  for (size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
-  lay_out(reverse);
+  lay_out(reverse_indices(params_.size()));
   seen_.assign(params_.size(), 0);
   unused_.assign(params_.size(), 0);
   for (size_t k = 0; k < params_.size(); ++k) {
@@ -355,9 +361,9 @@ void GradientReducer::finish() {
   }
   for (auto& w : work_) w->wait();
   work_.clear();
-  // The averaged gradients become the parameters' .grad as views of the buckets: no copy back
-  // (at 6 patches a GPU the step is bound by the host, where a copy per parameter cost more than
-  // on the device). The next step starts from no gradients (they are reset, not detached), so
+  // The averaged gradients become the parameters' .grad as views of the buckets, no copy back (as
+  // PyTorch DDP's gradient_as_bucket_view; on two H200 it changed no step time measurably,
+  // docs/train.md). The next step starts from no gradients (they are reset, not detached), so
   // autograd allocates fresh ones and the hooks copy them in again.
   for (size_t k = 0; k < params_.size(); ++k) {
     unused_[k] = seen_[k] ? 0 : 1;
@@ -391,7 +397,6 @@ void GradientReducer::rebuild_in_observed_order() {
   for (size_t i = 0; i < check.size(); ++i)
     UMAMBA_CHECK(check[i] == i, "gradient reducer: rank 0's bucket order is not a permutation");
   lay_out(agreed);
-  rebuilt_ = true;
 }
 
 namespace {

@@ -119,7 +119,7 @@ class GradientReducer {
   // Buckets already sent when the last gradient of the last step arrived (overlap measure).
   int64_t sent_before_last_gradient() const { return sent_before_last_; }
   // Whether the buckets were rebuilt in the observed order (after the first step, Observed only).
-  bool rebuilt() const { return rebuilt_; }
+  bool rebuilt() const { return order_ == BucketOrder::Observed && !first_step_; }
 
  private:
   void on_gradient(size_t param, const torch::Tensor& grad);
@@ -142,7 +142,6 @@ class GradientReducer {
   int64_t bucket_bytes_;
   BucketOrder order_;
   std::vector<size_t> arrival_;  // parameter indices in the order their gradients arrived
-  bool rebuilt_ = false;
   int64_t launched_in_backward_ = 0;
   int64_t sent_before_last_ = 0;
   std::vector<std::pair<size_t, unsigned>> hooks_;
