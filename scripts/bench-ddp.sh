@@ -115,34 +115,36 @@ train_run() {
 # seconds of epoch 2 (row 3 of training_log.csv, column 8), peak GPU memory (column 14)
 epoch2_seconds() { awk -F, 'NR == 3 { print $8 }' "$WORK/$1/fold_all/training_log.csv"; }
 epoch2_peak() { awk -F, 'NR == 3 { print $14 }' "$WORK/$1/fold_all/training_log.csv"; }
+# compare_losses RUN_A RUN_B LABEL: the per-iteration losses of two runs side by side, then LABEL
+# and the largest absolute difference.
+compare_losses() {
+  paste "$WORK/$1.dump/rank0_losses.txt" "$WORK/$2.dump/rank0_losses.txt" |
+    awk -v label="$3" '{ d = $4 - $2; printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, d;
+      if (d < 0) d = -d; if (d > m) m = d } END { printf "%s %.3e\n", label, m }'
+}
 epoch2_wait() { awk -F, 'NR == 3 { print $10 }' "$WORK/$1/fold_all/training_log.csv"; }
 
 for ARCH in $ARCHS; do
   if [[ "$LOSS_ITERS" -gt 0 ]]; then
-  echo
-  echo "== $ARCH: loss over $LOSS_ITERS iterations, same samples (augmentation off)"
-  train_run "$ARCH-loss-1gpu" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
-    --dist-sampling global-slice
-  train_run "$ARCH-loss-2gpu" 2 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
-    --dist-sampling global-slice
-  grep -m1 "^training " "$WORK/$ARCH-loss-1gpu.log" || true
-  grep -m1 "^data parallel" "$WORK/$ARCH-loss-2gpu.rank0.log" || true
-  echo "iteration  loss_1gpu  loss_2gpu  difference"
-  paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-2gpu.dump/rank0_losses.txt" |
-    awk '{ printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, $4 - $2 }'
-  paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-2gpu.dump/rank0_losses.txt" |
-    awk '{ d = $4 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "max |difference| %.3e\n", m }'
-  grep -h -m3 -E "NCCL INFO Channel 00.* via " "$WORK/$ARCH-loss-2gpu.rank0.log" || true
-  if [[ "${BENCH_NOISE:-1}" -eq 1 ]]; then
-    train_run "$ARCH-loss-1gpu-again" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+    echo
+    echo "== $ARCH: loss over $LOSS_ITERS iterations, same samples (augmentation off)"
+    train_run "$ARCH-loss-1gpu" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
       --dist-sampling global-slice
-    echo "noise: the 1-GPU run again (same samples, same settings)"
-    echo "iteration  loss_1gpu  again      difference"
-    paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-1gpu-again.dump/rank0_losses.txt" |
-      awk '{ printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, $4 - $2 }'
-    paste "$WORK/$ARCH-loss-1gpu.dump/rank0_losses.txt" "$WORK/$ARCH-loss-1gpu-again.dump/rank0_losses.txt" |
-      awk '{ d = $4 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "noise: max |difference| between two 1-GPU runs %.3e\n", m }'
-  fi
+    train_run "$ARCH-loss-2gpu" 2 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+      --dist-sampling global-slice
+    grep -m1 "^training " "$WORK/$ARCH-loss-1gpu.log" || true
+    grep -m1 "^data parallel" "$WORK/$ARCH-loss-2gpu.rank0.log" || true
+    echo "iteration  loss_1gpu  loss_2gpu  difference"
+    compare_losses "$ARCH-loss-1gpu" "$ARCH-loss-2gpu" "max |difference|"
+    grep -h -m3 -E "NCCL INFO Channel 00.* via " "$WORK/$ARCH-loss-2gpu.rank0.log" || true
+    if [[ "${BENCH_NOISE:-1}" -eq 1 ]]; then
+      train_run "$ARCH-loss-1gpu-again" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" --no-augment \
+        --dist-sampling global-slice
+      echo "noise: the 1-GPU run again (same samples, same settings)"
+      echo "iteration  loss_1gpu  again      difference"
+      compare_losses "$ARCH-loss-1gpu" "$ARCH-loss-1gpu-again" \
+        "noise: max |difference| between two 1-GPU runs"
+    fi
   fi
 
   echo
