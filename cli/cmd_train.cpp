@@ -136,6 +136,12 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "bf16", "fp16", "fp32"}))
       ->envname("UMAMBA_TRAIN_PRECISION");
+  cmd->add_option("--cuda-graph", o.cuda_graph,
+                  "Capture the training step in a CUDA graph after 3 ordinary steps and replay it "
+                  "(the host stops launching each kernel): auto (on for GPUs), on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->envname("UMAMBA_TRAIN_CUDA_GRAPH");
   cmd->add_option("--learning-rate", o.initial_lr, "Initial learning rate (PolyLR 0.9 per epoch)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber)

@@ -65,64 +65,11 @@ echo "== bench-ddp: $(date -u +%FT%TZ) on $(hostname); work folder $WORK"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 echo "global batch $BATCH, patch 512x512, precision $PRECISION, NCCL_NVLS_ENABLE=$NCCL_NVLS_ENABLE"
 
-# ---- data and plans (once)
-DATA=$WORK/data
-if [[ ! -d "$DATA/images" ]]; then
-  "$UMAMBA" synth -o "$DATA" --count "$IMAGES" --size 1024x1024 --seed 1 >/dev/null
-fi
-if [[ ! -f "$WORK/plans.json" ]]; then
-  "$UMAMBA" plan "$DATA" -o "$WORK/plans.json" --configurations 2d
-fi
-
-# train_run NAME WORLD EXTRA_ARGS... : 1 process (WORLD=1) or WORLD processes on GPUs 0..WORLD-1.
-train_run() {
-  local name=$1 world=$2
-  shift 2
-  local out=$WORK/$name
-  rm -rf "$out" "$WORK/$name.dump"
-  local common=(train "$DATA" --plans "$WORK/plans.json" -c 2d --patch-size 512x512
-    --batch-size "${RUN_BATCH:-$BATCH}" --precision "$PRECISION" --fold all --val-every 0 --progress lines
-    --progress-interval 60 --workers "$WORKERS" --cache-dir "$WORK/cache"
-    --debug-dump "$WORK/$name.dump" -o "$out" "$@")
-  if [[ "$world" -eq 1 ]]; then
-    "$UMAMBA" "${common[@]}" --device cuda:0 >"$WORK/$name.log" 2>&1 || {
-      echo "bench-ddp: $name failed:" >&2
-      tail -20 "$WORK/$name.log" >&2
-      return 1
-    }
-  else
-    local pids=() r
-    for ((r = 0; r < world; r++)); do
-      NCCL_DEBUG=${NCCL_DEBUG:-INFO} NCCL_DEBUG_SUBSYS=${NCCL_DEBUG_SUBSYS:-INIT,P2P} \
-        "$UMAMBA" "${common[@]}" --world-size "$world" --rank "$r" --local-rank "$r" \
-        --master-addr 127.0.0.1 --master-port "$PORT" --dist-backend nccl \
-        >"$WORK/$name.rank$r.log" 2>&1 &
-      pids+=($!)
-    done
-    local failed=0
-    for r in "${!pids[@]}"; do
-      wait "${pids[$r]}" || failed=1
-    done
-    PORT=$((PORT + 1))
-    if [[ $failed -ne 0 ]]; then
-      echo "bench-ddp: $name failed:" >&2
-      tail -20 "$WORK/$name.rank0.log" "$WORK/$name.rank1.log" >&2
-      return 1
-    fi
-  fi
-}
-
-# seconds of epoch 2 (row 3 of training_log.csv, column 8), peak GPU memory (column 14)
-epoch2_seconds() { awk -F, 'NR == 3 { print $8 }' "$WORK/$1/fold_all/training_log.csv"; }
-epoch2_peak() { awk -F, 'NR == 3 { print $14 }' "$WORK/$1/fold_all/training_log.csv"; }
-# compare_losses RUN_A RUN_B LABEL: the per-iteration losses of two runs side by side, then LABEL
-# and the largest absolute difference.
-compare_losses() {
-  paste "$WORK/$1.dump/rank0_losses.txt" "$WORK/$2.dump/rank0_losses.txt" |
-    awk -v label="$3" '{ d = $4 - $2; printf "%9d  %9.5f  %9.5f  %+10.2e\n", $1, $2, $4, d;
-      if (d < 0) d = -d; if (d > m) m = d } END { printf "%s %.3e\n", label, m }'
-}
-epoch2_wait() { awk -F, 'NR == 3 { print $10 }' "$WORK/$1/fold_all/training_log.csv"; }
+# shellcheck source=lib/train-bench.sh
+BENCH_NAME=bench-ddp
+source "$(dirname "$(realpath "$0")")/lib/train-bench.sh"
+prepare_data
+echo "CUDA graph of the training step: ${UMAMBA_TRAIN_CUDA_GRAPH:-auto} (UMAMBA_TRAIN_CUDA_GRAPH)"
 
 for ARCH in $ARCHS; do
   if [[ "$LOSS_ITERS" -gt 0 ]]; then

@@ -151,31 +151,6 @@ void synchronize(const torch::Device& d) {
 
 }  // namespace
 
-#if defined(UMAMBA_ENGINE_WITH_MODEL)
-// The paper's 2D microscopy configuration (peer-perf.md §4: 8 stages at 512², features
-// 32·2^i capped at 512, 3×3 kernels, strides 1 then 2, two convs per stage), with as many stages
-// as halve the patch down to 4 pixels.
-model::NetworkConfig microscopy_config(model::Architecture arch, int64_t patch, int64_t in,
-                                       int64_t classes) {
-  model::NetworkConfig c;
-  c.architecture = arch;
-  c.input_channels = static_cast<int>(in);
-  c.num_classes = static_cast<int>(classes);
-  int stages = 1;
-  for (int64_t p = patch; p % 2 == 0 && p / 2 >= 4; p /= 2) ++stages;
-  for (int i = 0; i < stages; ++i) {
-    c.features_per_stage.push_back(std::min(32 << i, 512));
-    c.kernel_sizes.push_back({3, 3});
-    c.strides.push_back(i == 0 ? std::vector<int>{1, 1} : std::vector<int>{2, 2});
-    c.n_conv_per_stage_encoder.push_back(2);
-    if (i > 0) c.n_conv_per_stage_decoder.push_back(2);
-  }
-  c.patch_size = {static_cast<int>(patch), static_cast<int>(patch)};
-  c.deep_supervision = false;
-  return c;
-}
-#endif
-
 nlohmann::json run_engine_bench(const EngineBenchOptions& o) {
   UMAMBA_CHECK(o.size >= 1, "bench engine: --size {} must be positive", o.size);
   UMAMBA_CHECK(o.patch >= 8, "bench engine: --patch {} too small", o.patch);
@@ -252,10 +227,12 @@ nlohmann::json run_engine_bench(const EngineBenchOptions& o) {
       config = model::NetworkConfig::from_json(nlohmann::json::parse(f));
       config.deep_supervision = false;
     } else {
-      config = microscopy_config(o.model == "plain"        ? model::Architecture::PlainConvUNet
-                                 : o.model == "umamba-bot" ? model::Architecture::UMambaBot
-                                                           : model::Architecture::UMambaEnc,
-                                 o.patch, in_channels, o.classes);
+      config = model::microscopy_2d_config(
+          o.model == "plain"        ? model::Architecture::PlainConvUNet
+          : o.model == "umamba-bot" ? model::Architecture::UMambaBot
+                                    : model::Architecture::UMambaEnc,
+          static_cast<int>(o.patch), static_cast<int>(in_channels), static_cast<int>(o.classes));
+      config.deep_supervision = false;
     }
     UMAMBA_CHECK(config.dims() == 2 && config.input_channels == in_channels,
                  "bench engine: the network must be 2D with {} input channels", in_channels);

@@ -308,4 +308,24 @@ nlohmann::json ResolvedNetwork::hyperparams() const {
   return j;
 }
 
+NetworkConfig microscopy_2d_config(Architecture architecture, int patch, int input_channels,
+                                   int num_classes) {
+  UMAMBA_CHECK(patch >= 8, "microscopy configuration: patch {} is too small", patch);
+  NetworkConfig c;
+  c.architecture = architecture;
+  c.input_channels = input_channels;
+  c.num_classes = num_classes;
+  int stages = 1;
+  for (int p = patch; p % 2 == 0 && p / 2 >= 4; p /= 2) ++stages;
+  for (int i = 0; i < stages; ++i) {
+    c.features_per_stage.push_back(std::min(32 << i, 512));
+    c.kernel_sizes.push_back({3, 3});
+    c.strides.push_back(i == 0 ? std::vector<int>{1, 1} : std::vector<int>{2, 2});
+    c.n_conv_per_stage_encoder.push_back(2);
+    if (i > 0) c.n_conv_per_stage_decoder.push_back(2);
+  }
+  c.patch_size = {patch, patch};
+  return c;
+}
+
 }  // namespace umamba::model

@@ -85,6 +85,12 @@ struct ResolvedNetwork {
   nlohmann::json hyperparams() const;
 };
 
+// The U-Mamba paper's 2D microscopy configuration at a square patch (reference peer-perf.md §4:
+// at 512², 8 stages with features 32·2^i capped at 512, 3×3 kernels, strides 1 then 2, two convs
+// per stage), with as many stages as halve the patch down to 4 pixels; deep supervision on.
+NetworkConfig microscopy_2d_config(Architecture architecture, int patch, int input_channels,
+                                   int num_classes);
+
 // Applies the architecture's rules (block-count rewrite, Mamba placement, channel tokens, 2D
 // decoder rule). Throws when the configuration is invalid.
 ResolvedNetwork resolve(const NetworkConfig& config);

@@ -28,6 +28,12 @@ train::TrainResult run_train(const TrainJob&) {
       "umamba train needs a build with LibTorch and the trainer (configure with UMAMBA_TORCH=ON)");
 }
 
+std::string run_train_step_bench(const train::StepBenchOptions&, bool) {
+  throw Unsupported(
+      "umamba bench train-step needs a build with LibTorch and the trainer (configure with "
+      "UMAMBA_TORCH=ON)");
+}
+
 #else
 
 namespace {
@@ -236,6 +242,11 @@ train::TrainResult run_train(const TrainJob& job) {
   }
   progress.finish();
   return result;
+}
+
+std::string run_train_step_bench(const train::StepBenchOptions& options, bool json) {
+  const nlohmann::json result = train::run_step_bench(options);
+  return json ? result.dump(2) + "\n" : train::format_step_bench(result);
 }
 
 #endif

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 
+#include "train/step_bench.h"
 #include "train/trainer.h"
 
 namespace umamba::pipeline {
@@ -31,6 +32,10 @@ struct TrainJob {
 // Throws Error / FileError (setup, data, resume mismatch, non-finite training, out of memory);
 // Unsupported in builds without the trainer.
 train::TrainResult run_train(const TrainJob& job);
+
+// `umamba bench train-step` (train/step_bench.h): the table, or the JSON with `json`.
+// Unsupported in builds without the trainer.
+std::string run_train_step_bench(const train::StepBenchOptions& options, bool json);
 
 // The closing lines: epochs, final and best metric, where the model folder is.
 std::string format_train_summary(const train::TrainResult& result, const TrainJob& job);

@@ -5,6 +5,13 @@
 // loss skips the step; backward of the (scaled) loss; gradients unscaled and checked (loss.h
 // GradScaler); finite gradients are clipped to norm `grad_clip` and SGD steps; the scaler updates.
 // After `max_nonfinite` skipped steps in a row step() throws umamba::Error.
+// CUDA graph (StepOptions::cuda_graph): the device part of the step (forward, loss, backward with
+// the gradient all-reduce, unscale, gradient norm) is captured once, after `graph_warmup_steps`
+// ordinary steps, and replayed on every later step with the batch copied into the graph's input
+// tensors, so the host no longer launches its several thousand kernels one by one. The decision,
+// clipping and the SGD step stay outside the graph (host values, a handful of launches). The
+// gradients then live at fixed addresses in the graph's memory pool and are overwritten by each
+// replay; a batch of another shape or dtype makes a new capture.
 // Data-parallel (set_data_parallel): the reported loss is the mean over ranks (with batch Dice
 // summed over ranks it is the loss of the global batch) and the gradients are the mean over ranks.
 #pragma once
@@ -31,6 +38,8 @@ struct StepOptions {
   DiceCEOptions loss;
   std::vector<double> ds_weights{1.0};  // one per network output used
   int max_nonfinite = 50;
+  bool cuda_graph = false;     // capture and replay the step (CUDA devices only)
+  int graph_warmup_steps = 3;  // ordinary steps before the capture (cuDNN, cuBLAS, the allocator)
 };
 
 // One step of `optimizer` over the parameters that have gradients: torch::optim::SGD::step's
@@ -48,6 +57,7 @@ class Optimization {
  public:
   Optimization(std::shared_ptr<model::SegmentationNetwork> net, const StepOptions& options,
                torch::Device device);
+  ~Optimization();
 
   // data [B, C, *patch]; targets one per deep-supervision output (or one). Throws Error after
   // max_nonfinite consecutive skipped steps, and on CUDA out-of-memory with advice.
@@ -68,6 +78,8 @@ class Optimization {
   model::SegmentationNetwork& network() { return *net_; }
   std::shared_ptr<model::SegmentationNetwork> network_ptr() { return net_; }
   torch::optim::SGD& optimizer() { return *optimizer_; }
+  // CUDA graph: captures made so far (0 before the first; a new batch shape makes another).
+  int graph_captures() const { return graph_captures_; }
 
   // Network, optimiser and scaler state.
   void save(torch::serialize::OutputArchive& archive);
@@ -82,6 +94,21 @@ class Optimization {
   int consecutive_nonfinite_ = 0;
   ProcessGroup* group_ = nullptr;
   GradientReducer* reducer_ = nullptr;
+
+  // Forward, loss and backward without waiting for the device: [loss, ce, dice, gradient norm,
+  // overflow] as doubles on the device. What a CUDA graph captures.
+  torch::Tensor forward_backward(const torch::Tensor& data,
+                                 const std::vector<torch::Tensor>& targets);
+  // The same through the graph: ordinary steps while warming up, then capture, then replays.
+  torch::Tensor graphed_forward_backward(const torch::Tensor& data,
+                                         const std::vector<torch::Tensor>& targets);
+  void capture(const torch::Tensor& data, const std::vector<torch::Tensor>& targets);
+  // Reads the values (the step's one wait), decides, clips, steps SGD, updates the scaler.
+  StepResult conclude(const torch::Tensor& values);
+
+  struct CapturedStep;
+  std::unique_ptr<CapturedStep> captured_;
+  int warm_steps_ = 0, graph_captures_ = 0;
 };
 
 // Autocast for the current thread (restores the previous state when destroyed).

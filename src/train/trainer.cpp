@@ -468,18 +468,22 @@ nlohmann::json export_model(const fs::path& output, const std::string& fold,
   return meta;
 }
 
-double peak_gpu_gb(torch::Device device) {
+// Peak device memory of tensors since the last reset. With a captured step the activations live
+// in the graph's pool, whose blocks count as free between replays, so the memory the caching
+// allocator holds (reserved) is reported when it is larger.
+double peak_gpu_gb(torch::Device device, bool graph_captured) {
 #if defined(UMAMBA_TORCH_HAS_CUDA)
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return static_cast<double>(
-               stats
-                   .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-                   .peak) /
-           (1024.0 * 1024.0 * 1024.0);
+    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    double bytes = static_cast<double>(stats.allocated_bytes[all].peak);
+    if (graph_captured)
+      bytes = std::max(bytes, static_cast<double>(stats.reserved_bytes[all].current));
+    return bytes / (1024.0 * 1024.0 * 1024.0);
   }
 #endif
   (void)device;
+  (void)graph_captured;
   return 0;
 }
 
@@ -566,6 +570,9 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   UMAMBA_CHECK(options.dist_sampling == "per-rank" || options.dist_sampling == "global-slice",
                "--dist-sampling '{}': expected per-rank or global-slice", options.dist_sampling);
   (void)parse_bucket_order(options.dist_bucket_order);  // a bad value fails before any work
+  UMAMBA_CHECK(
+      options.cuda_graph == "auto" || options.cuda_graph == "on" || options.cuda_graph == "off",
+      "--cuda-graph '{}': expected auto, on or off", options.cuda_graph);
   const torch::Device device = resolve_device_for_rank(options.device, rdv);
   result.rank = rdv.rank;
   result.world_size = world;
@@ -728,6 +735,8 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   step_options.loss = loss_options;
   step_options.ds_weights = ds_weights;
   step_options.max_nonfinite = options.max_nonfinite;
+  step_options.cuda_graph =
+      options.cuda_graph == "on" || (options.cuda_graph == "auto" && device.is_cuda());
   if (group && loss_options.batch_dice) {
     ProcessGroup* g = group.get();
     step_options.loss.reduce_batch_stats = [g](const torch::Tensor& stats) {
@@ -774,6 +783,11 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
       val_cases.size(), split.how, batch_size, fmt::join(patch, "×"), options.epochs,
       options.iterations, net_config.n_stages(), fmt::join(net_config.features_per_stage, "/"),
       net->parameter_count()));
+  if (step_options.cuda_graph)
+    message(fmt::format(
+        "the training step is captured in a CUDA graph at iteration {} of this run and replayed "
+        "from then on (--cuda-graph off launches it op by op)",
+        step_options.graph_warmup_steps + 1));
 
   // Data parallelism: rank 0's weights everywhere, gradients averaged in buckets.
   std::unique_ptr<GradientReducer> reducer;
@@ -947,7 +961,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
         result.final_metric = v.mean;
         if (group) group->barrier();
       }
-      r.peak_gpu_memory_gb = peak_gpu_gb(device);
+      r.peak_gpu_memory_gb = peak_gpu_gb(device, opt.graph_captures() > 0);
       reset_peak_gpu(device);
       r.seconds = seconds_before + seconds_since(epoch_t0);
       state.history.push_back(r);

@@ -81,8 +81,9 @@ struct TrainOptions {
                           // stages are dropped), 2..the plans' count
   int base_features = 0;  // features of stage i: min(base · 2^i, max)
   int max_features = 0;   // cap of the features per stage (with base_features 0: the plans' base)
-  std::string device = "auto";     // auto, cpu, cuda, cuda:N
-  std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16, fp32
+  std::string device = "auto";      // auto, cpu, cuda, cuda:N
+  std::string precision = "auto";   // auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16, fp32
+  std::string cuda_graph = "auto";  // auto (on for CUDA devices), on, off: step.h
   double initial_lr = 1e-2;
   double weight_decay = 3e-5;
   double momentum = 0.99;
@@ -135,7 +136,8 @@ struct EpochRecord {
   double data_wait_seconds = 0;  // the loop waiting for batches
   int64_t steps = 0, skipped_steps = 0;
   double loss_scale = 1;
-  double peak_gpu_memory_gb = 0;  // CUDA: peak allocated by LibTorch during the epoch
+  double peak_gpu_memory_gb = 0;  // CUDA: peak allocated by LibTorch during the epoch (with
+                                  // the CUDA graph: at least what its allocator holds)
 };
 
 struct TrainCallbacks {

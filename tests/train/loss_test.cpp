@@ -6,8 +6,11 @@
 #include <cmath>
 #include <vector>
 
+#include "core/error.h"
+#include "model/networks.h"
 #include "train/loss.h"
 #include "train/step.h"
+#include "train/step_bench.h"
 
 namespace umamba::train {
 namespace {
@@ -206,6 +209,63 @@ TEST(Train_Step, foreach_sgd_matches_torch_sgd) {
         static_cast<torch::optim::SGDParamState&>(*fast.state().at(b[i].unsafeGetTensorImpl()));
     EXPECT_TRUE(torch::allclose(ra.momentum_buffer(), fb.momentum_buffer(), 1e-6, 1e-7));
   }
+}
+
+// CUDA graphs are for CUDA devices: asking for one on the CPU fails when the step is set up, with
+// the flag's name, not at the fourth step.
+TEST(Train_Step, cuda_graph_needs_a_cuda_device) {
+  model::NetworkConfig c;
+  c.architecture = model::Architecture::PlainConvUNet;
+  c.input_channels = 1;
+  c.num_classes = 2;
+  c.features_per_stage = {4, 8};
+  c.kernel_sizes.assign(2, {3, 3});
+  c.strides = {{1, 1}, {2, 2}};
+  c.n_conv_per_stage_encoder = {1, 1};
+  c.n_conv_per_stage_decoder = {1};
+  c.patch_size = {16, 16};
+  StepOptions o;
+  o.cuda_graph = true;
+  try {
+    Optimization opt(model::make_network(c), o, torch::kCPU);
+    FAIL() << "a CUDA graph on the CPU was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--cuda-graph"), std::string::npos) << e.what();
+  }
+  o.cuda_graph = false;
+  EXPECT_NO_THROW(Optimization(model::make_network(c), o, torch::kCPU));
+}
+
+// `umamba bench train-step` on the CPU at a toy patch: one row per architecture × batch, a fit
+// per architecture, the step cut into its parts; the CUDA graph refused without a CUDA device.
+TEST(Train_StepBench, reports_runs_fits_and_phases) {
+  StepBenchOptions o;
+  o.device = "cpu";
+  o.precision = "fp32";
+  o.modes = {"off"};
+  o.architectures = {"bot", "plain"};
+  o.batches = {1, 2};
+  o.patch = 32;
+  o.iterations = 1;
+  o.warmup = 4;
+  const nlohmann::json r = run_step_bench(o);
+  ASSERT_EQ(r.at("runs").size(), 4u);
+  for (const auto& run : r.at("runs")) {
+    EXPECT_GT(run.at("ms_per_step").get<double>(), 0.0);
+    EXPECT_NEAR(run.at("samples_per_s").get<double>(),
+                1000.0 * run.at("batch").get<double>() / run.at("ms_per_step").get<double>(),
+                1e-9);
+  }
+  ASSERT_EQ(r.at("fits").size(), 2u);
+  ASSERT_EQ(r.at("phases").size(), 4u);
+  for (const auto& p : r.at("phases"))
+    for (const char* k : {"forward", "loss", "backward", "optimizer"})
+      EXPECT_GT(p.at(k).at("device_ms").get<double>(), 0.0) << k;
+  const std::string text = format_step_bench(r);
+  EXPECT_NE(text.find("UMambaBot graph off: t(n) ="), std::string::npos) << text;
+  EXPECT_NE(text.find("can reach at most"), std::string::npos) << text;
+  o.modes = {"on"};
+  EXPECT_THROW(run_step_bench(o), Error);
 }
 
 }  // namespace

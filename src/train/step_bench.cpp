@@ -1,0 +1,313 @@
+// `umamba bench train-step` (see step_bench.h).
+#include "train/step_bench.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include <chrono>
+#include <map>
+
+#include "core/error.h"
+#include "model/networks.h"
+#include "train/augment.h"
+#include "train/loss.h"
+#include "train/step.h"
+
+namespace umamba::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+void synchronize(const torch::Device& device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda()) at::cuda::getCurrentCUDAStream(device.index()).synchronize();
+#endif
+  (void)device;
+}
+
+// Device memory in GiB: the peak of what tensors held since the last reset, and what the caching
+// allocator has reserved from the driver (with a CUDA graph this includes the graph's pool, whose
+// blocks count as free between replays).
+std::pair<double, double> device_memory_gb(const torch::Device& device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    return {static_cast<double>(stats.allocated_bytes[all].peak) / gib,
+            static_cast<double>(stats.reserved_bytes[all].current) / gib};
+  }
+#endif
+  (void)device;
+  return {0.0, 0.0};
+}
+
+void reset_device_memory(const torch::Device& device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda()) {
+    synchronize(device);
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  }
+#endif
+  (void)device;
+}
+
+std::string device_name(const torch::Device& device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
+#endif
+  return device.str();
+}
+
+// Times on the device between marks of one step (CUDA events), or on the host after a
+// synchronisation where there are no events (CPU).
+class PhaseClock {
+ public:
+  PhaseClock(torch::Device device, int marks) : device_(device) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (device_.is_cuda())
+      for (int i = 0; i < marks; ++i) events_.emplace_back(cudaEventDefault);
+#endif
+    host_.resize(static_cast<size_t>(marks));
+  }
+  void mark(int i) {
+    host_[static_cast<size_t>(i)] = Clock::now();
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (device_.is_cuda()) events_[static_cast<size_t>(i)].record();
+#endif
+  }
+  // Milliseconds from mark i to mark i + 1 on the device, and the host's time to launch them.
+  std::pair<double, double> span(int i) {
+    const auto a = static_cast<size_t>(i), b = a + 1;
+    const double host = std::chrono::duration<double, std::milli>(host_[b] - host_[a]).count();
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+    if (device_.is_cuda()) return {events_[a].elapsed_time(events_[b]), host};
+#endif
+    return {host, host};
+  }
+
+ private:
+  torch::Device device_;
+  std::vector<Clock::time_point> host_;
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  std::vector<at::cuda::CUDAEvent> events_;
+#endif
+};
+
+model::Architecture architecture_of(const std::string& name) {
+  return model::architecture_from_string(name);
+}
+
+struct Batch {
+  torch::Tensor data;
+  std::vector<torch::Tensor> targets;
+};
+
+Batch random_batch(int64_t n, int patch, int classes, const std::vector<std::vector<int64_t>>& ds,
+                   const torch::Device& device) {
+  Batch b;
+  b.data = torch::randn({n, 3, patch, patch}, torch::TensorOptions().device(device));
+  // uint8 class indices, as the batch loader hands them over
+  const auto labels = torch::randint(0, classes, {n, 1, patch, patch},
+                                     torch::TensorOptions().dtype(torch::kUInt8).device(device));
+  b.targets = downsample_targets(labels, ds);
+  return b;
+}
+
+}  // namespace
+
+nlohmann::json run_step_bench(const StepBenchOptions& o) {
+  UMAMBA_CHECK(!o.architectures.empty() && !o.batches.empty() && !o.modes.empty(),
+               "bench train-step: empty architecture, batch or mode list");
+  UMAMBA_CHECK(o.iterations >= 1, "bench train-step: --iterations {} must be positive",
+               o.iterations);
+  torch::Device device(o.device);
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  if (device.is_cuda() && !device.has_index())
+    device = torch::Device(torch::kCUDA, c10::cuda::current_device());
+#endif
+  for (const auto& m : o.modes) {
+    UMAMBA_CHECK(m == "off" || m == "on", "bench train-step: mode '{}': expected off or on", m);
+    UMAMBA_CHECK(m == "off" || device.is_cuda(),
+                 "bench train-step: the CUDA graph (mode on) needs a CUDA device, not {}",
+                 device.str());
+  }
+  for (int64_t b : o.batches)
+    UMAMBA_CHECK(b >= 1, "bench train-step: batch size {} must be positive", b);
+  const int classes = 3;
+  StepOptions so;
+  so.precision = precision_from_name(o.precision);
+  UMAMBA_CHECK(o.warmup >= so.graph_warmup_steps + 1,
+               "bench train-step: --warmup {} must cover the graph's {} ordinary steps and its "
+               "capture",
+               o.warmup, so.graph_warmup_steps);
+
+  nlohmann::json result;
+  result["device"] = device_name(device);
+  result["precision"] = o.precision;
+  result["patch"] = o.patch;
+  result["deep_supervision"] = o.deep_supervision;
+  result["iterations"] = o.iterations;
+  result["runs"] = nlohmann::json::array();
+  result["phases"] = nlohmann::json::array();
+  result["fits"] = nlohmann::json::array();
+
+  for (const auto& arch_name : o.architectures) {
+    const model::Architecture arch = architecture_of(arch_name);
+    model::NetworkConfig config = model::microscopy_2d_config(arch, o.patch, 3, classes);
+    config.deep_supervision = o.deep_supervision;
+    const int outputs = o.deep_supervision ? config.n_stages() - 1 : 1;
+    const auto scales = o.deep_supervision ? deep_supervision_scales(config.strides)
+                                           : std::vector<std::vector<int64_t>>{{1, 1}};
+    so.ds_weights = deep_supervision_weights(outputs);
+    std::map<std::string, std::vector<std::pair<double, double>>> points;  // mode -> (n, ms)
+    for (int64_t n : o.batches) {
+      for (const auto& mode : o.modes) {
+        torch::manual_seed(1);
+        auto net = model::make_network(config);
+        so.cuda_graph = mode == "on";
+        reset_device_memory(device);
+        Optimization opt(net, so, device);
+        const Batch batch = random_batch(n, o.patch, classes, scales, device);
+        for (int i = 0; i < o.warmup; ++i) (void)opt.step(batch.data, batch.targets);
+        synchronize(device);
+        const auto t0 = Clock::now();
+        for (int i = 0; i < o.iterations; ++i) (void)opt.step(batch.data, batch.targets);
+        synchronize(device);
+        const double ms = ms_since(t0) / o.iterations;
+        const auto [peak, reserved] = device_memory_gb(device);
+        result["runs"].push_back({{"architecture", model::to_string(arch)},
+                                  {"batch", n},
+                                  {"cuda_graph", mode},
+                                  {"ms_per_step", ms},
+                                  {"samples_per_s", 1000.0 * static_cast<double>(n) / ms},
+                                  {"peak_allocated_gb", peak},
+                                  {"reserved_gb", reserved},
+                                  {"graph_captures", opt.graph_captures()}});
+        points[mode].emplace_back(static_cast<double>(n), ms);
+
+        if (o.phases && mode == "off") {
+          // The step's parts op by op, each between two marks: forward, loss, backward (with
+          // the loss scaling), the SGD step. Device time per part and the host's launch time.
+          const char* names[] = {"forward", "loss", "backward", "optimizer"};
+          double device_ms[4] = {0, 0, 0, 0}, host_ms[4] = {0, 0, 0, 0};
+          PhaseClock clock(device, 5);
+          const int reps = std::max(1, o.iterations / 2);
+          for (int r = 0; r < reps; ++r) {
+            for (auto& p : net->parameters()) p.mutable_grad().reset();
+            synchronize(device);
+            torch::AutoGradMode grad_mode(true);
+            clock.mark(0);
+            LossTerms loss;
+            {
+              AutocastScope autocast(so.precision, device.type());
+              std::vector<torch::Tensor> out = net->forward(batch.data);
+              out.resize(batch.targets.size());
+              clock.mark(1);
+              loss = deep_supervision_loss(out, batch.targets, so.ds_weights, so.loss);
+            }
+            clock.mark(2);
+            loss.total.backward();
+            clock.mark(3);
+            sgd_foreach_step(opt.optimizer());
+            clock.mark(4);
+            synchronize(device);
+            for (int k = 0; k < 4; ++k) {
+              const auto [d, h] = clock.span(k);
+              device_ms[k] += d / reps;
+              host_ms[k] += h / reps;
+            }
+          }
+          nlohmann::json ph = {{"architecture", model::to_string(arch)}, {"batch", n}};
+          for (int k = 0; k < 4; ++k)
+            ph[names[k]] = {{"device_ms", device_ms[k]}, {"host_launch_ms", host_ms[k]}};
+          result["phases"].push_back(ph);
+        }
+      }
+    }
+    // t(n) = a + b·n by least squares over the batch sizes, per mode.
+    for (const auto& [mode, pts] : points) {
+      if (pts.size() < 2) continue;
+      double sn = 0, st = 0, snn = 0, snt = 0;
+      for (const auto& [n, t] : pts) {
+        sn += n;
+        st += t;
+        snn += n * n;
+        snt += n * t;
+      }
+      const double k = static_cast<double>(pts.size());
+      const double den = k * snn - sn * sn;
+      if (den <= 0) continue;
+      const double b = (k * snt - sn * st) / den;
+      const double a = (st - b * sn) / k;
+      result["fits"].push_back({{"architecture", model::to_string(arch)},
+                                {"cuda_graph", mode},
+                                {"fixed_ms", a},
+                                {"per_sample_ms", b}});
+    }
+  }
+  return result;
+}
+
+std::string format_step_bench(const nlohmann::json& r) {
+  std::string s = fmt::format(
+      "training step alone (batch on the device), U-Mamba 2D microscopy configuration, patch "
+      "{}², {}, deep supervision {}, {} steps timed, on {}\n",
+      r.at("patch").get<int>(), r.at("precision").get<std::string>(),
+      r.at("deep_supervision").get<bool>() ? "on" : "off", r.at("iterations").get<int>(),
+      r.at("device").get<std::string>());
+  s += fmt::format("{:<14} {:>5} {:>6} {:>10} {:>10} {:>10} {:>10}\n", "architecture", "batch",
+                   "graph", "ms/step", "samples/s", "peak GiB", "reserved");
+  std::map<std::tuple<std::string, std::string, int64_t>, double> ms;
+  for (const auto& run : r.at("runs")) {
+    const auto arch = run.at("architecture").get<std::string>();
+    const auto mode = run.at("cuda_graph").get<std::string>();
+    const auto n = run.at("batch").get<int64_t>();
+    ms[{arch, mode, n}] = run.at("ms_per_step").get<double>();
+    s +=
+        fmt::format("{:<14} {:>5} {:>6} {:>10.2f} {:>10.1f} {:>10.2f} {:>10.2f}\n", arch, n, mode,
+                    run.at("ms_per_step").get<double>(), run.at("samples_per_s").get<double>(),
+                    run.at("peak_allocated_gb").get<double>(), run.at("reserved_gb").get<double>());
+  }
+  // Graph against ordinary steps, and what a 2-GPU split of the largest batch could reach.
+  for (const auto& [key, t] : ms) {
+    const auto& [arch, mode, n] = key;
+    if (mode == "on" && ms.count({arch, "off", n}))
+      s += fmt::format("{} batch {}: CUDA graph {:.2f}x the ordinary step's speed\n", arch, n,
+                       ms.at({arch, "off", n}) / t);
+    if (n % 2 == 0 && ms.count({arch, mode, n / 2}))
+      s += fmt::format(
+          "{} graph {}: 2 GPUs at a global batch of {} ({} each) can reach at most {:.2f}x one "
+          "GPU (t({}) / t({}))\n",
+          arch, mode, n, n / 2, t / ms.at({arch, mode, n / 2}), n, n / 2);
+  }
+  for (const auto& f : r.at("fits"))
+    s += fmt::format("{} graph {}: t(n) = {:.2f} ms + {:.3f} ms x n\n",
+                     f.at("architecture").get<std::string>(), f.at("cuda_graph").get<std::string>(),
+                     f.at("fixed_ms").get<double>(), f.at("per_sample_ms").get<double>());
+  if (!r.at("phases").empty()) {
+    s += "ordinary step by parts, device ms (host launch ms):\n";
+    for (const auto& p : r.at("phases")) {
+      s += fmt::format("{:<14} batch {:>3}:", p.at("architecture").get<std::string>(),
+                       p.at("batch").get<int64_t>());
+      for (const char* k : {"forward", "loss", "backward", "optimizer"})
+        s += fmt::format(" {} {:.2f} ({:.2f})", k, p.at(k).at("device_ms").get<double>(),
+                         p.at(k).at("host_launch_ms").get<double>());
+      s += "\n";
+    }
+  }
+  return s;
+}
+
+}  // namespace umamba::train

@@ -1,0 +1,37 @@
+// `umamba bench train-step`: the optimisation step (step.h) alone, on a batch already on the
+// device, for the U-Mamba paper's 2D microscopy configuration (model::microscopy_2d_config) —
+// what the official code's train_step is timed on. Free of LibTorch headers.
+//
+// For each architecture × batch size × step mode (ordinary steps, CUDA graph) it times
+// `iterations` steps after `warmup` (which include the graph's capture) and reports the time per
+// step, samples/s and the device memory. With two or more batch sizes it fits t(n) = a + b·n per
+// mode: a is the part of a step that does not shrink with the batch (what caps data-parallel
+// scaling at a fixed global batch), b the time per sample. With `phases`, ordinary steps are also
+// cut into forward, loss, backward and optimiser by CUDA events, to show where a comes from.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace umamba::train {
+
+struct StepBenchOptions {
+  std::vector<std::string> architectures{"bot", "enc"};  // bot, enc, plain
+  std::vector<int64_t> batches{6, 12};
+  std::vector<std::string> modes{"off", "on"};  // CUDA graph off / on
+  std::string precision = "bf16";               // bf16, fp16, fp32
+  std::string device = "cuda";
+  int patch = 512;
+  bool deep_supervision = true;
+  bool phases = true;
+  int iterations = 20;
+  int warmup = 6;  // at least the graph's warm-up + 1 (the capture)
+};
+
+nlohmann::json run_step_bench(const StepBenchOptions& options);
+std::string format_step_bench(const nlohmann::json& result);
+
+}  // namespace umamba::train
