@@ -56,6 +56,11 @@ void add_train_step_bench(CLI::App& bench) {
                 "Also time forward, loss, backward and optimiser of ordinary steps")
       ->capture_default_str()
       ->envname("UMAMBA_BENCH_TRAIN_STEP_PHASES");
+  cmd->add_flag("--kernels,!--no-kernels", o.kernels,
+                "Also record the GPU kernels of 3 ordinary steps with LibTorch's profiler (count, "
+                "time, the short ones, the largest)")
+      ->capture_default_str()
+      ->envname("UMAMBA_BENCH_TRAIN_STEP_KERNELS");
   cmd->add_option("--iterations", o.iterations, "Steps timed per run")
       ->capture_default_str()
       ->check(CLI::PositiveNumber)

@@ -8,10 +8,14 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #endif
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "model/networks.h"
@@ -125,6 +129,57 @@ Batch random_batch(int64_t n, int patch, int classes, const std::vector<std::vec
   return b;
 }
 
+// GPU activity of `steps` calls of `step` through LibTorch's profiler: per step, the number of
+// device events (kernels, copies, fills), their summed duration, the part in events shorter than
+// 20 µs, and the names with the largest summed time.
+nlohmann::json profile_kernels(const std::function<void()>& step, int steps) {
+#if defined(UMAMBA_TORCH_HAS_CUDA)
+  namespace prof = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  const std::set<ActivityType> activities{ActivityType::CUDA};
+  prof::prepareProfiler(config, activities);
+  prof::enableProfiler(config, activities);
+  for (int i = 0; i < steps; ++i) step();
+  const auto result = prof::disableProfiler();
+  std::map<std::string, std::pair<int64_t, double>> by_name;  // count, µs
+  int64_t events = 0, short_events = 0;
+  double total_us = 0, short_us = 0;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CUDA) continue;
+    const double us = static_cast<double>(e.durationNs()) / 1000.0;
+    ++events;
+    total_us += us;
+    if (us < 20.0) {
+      ++short_events;
+      short_us += us;
+    }
+    auto& slot = by_name[e.name()];
+    ++slot.first;
+    slot.second += us;
+  }
+  std::vector<std::pair<double, std::string>> ranked;
+  for (const auto& [name, v] : by_name) ranked.emplace_back(v.second, name);
+  std::sort(ranked.rbegin(), ranked.rend());
+  nlohmann::json top = nlohmann::json::array();
+  for (size_t i = 0; i < ranked.size() && i < 8; ++i) {
+    const auto& v = by_name.at(ranked[i].second);
+    top.push_back({{"name", ranked[i].second.substr(0, 90)},
+                   {"per_step", static_cast<double>(v.first) / steps},
+                   {"ms_per_step", v.second / 1000.0 / steps}});
+  }
+  return {{"events_per_step", static_cast<double>(events) / steps},
+          {"ms_per_step", total_us / 1000.0 / steps},
+          {"short_events_per_step", static_cast<double>(short_events) / steps},
+          {"short_ms_per_step", short_us / 1000.0 / steps},
+          {"top", top}};
+#else
+  (void)step;
+  (void)steps;
+  fail("bench train-step --kernels: this build's LibTorch has no CUDA");
+#endif
+}
+
 }  // namespace
 
 nlohmann::json run_step_bench(const StepBenchOptions& o) {
@@ -162,6 +217,7 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
   result["runs"] = nlohmann::json::array();
   result["phases"] = nlohmann::json::array();
   result["fits"] = nlohmann::json::array();
+  result["kernels"] = nlohmann::json::array();
 
   for (const auto& arch_name : o.architectures) {
     const model::Architecture arch = architecture_of(arch_name);
@@ -197,6 +253,13 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
                                   {"graph_captures", opt.graph_captures()}});
         points[mode].emplace_back(static_cast<double>(n), ms);
 
+        if (o.kernels && mode == "off") {
+          UMAMBA_CHECK(device.is_cuda(), "bench train-step --kernels needs a CUDA device");
+          nlohmann::json k = profile_kernels([&] { (void)opt.step(batch.data, batch.targets); }, 3);
+          k["architecture"] = model::to_string(arch);
+          k["batch"] = n;
+          result["kernels"].push_back(k);
+        }
         if (o.phases && mode == "off") {
           // The step's parts op by op, each between two marks: forward, loss, backward (with
           // the loss scaling), the SGD step. Device time per part and the host's launch time.
@@ -296,6 +359,17 @@ std::string format_step_bench(const nlohmann::json& r) {
     s += fmt::format("{} graph {}: t(n) = {:.2f} ms + {:.3f} ms x n\n",
                      f.at("architecture").get<std::string>(), f.at("cuda_graph").get<std::string>(),
                      f.at("fixed_ms").get<double>(), f.at("per_sample_ms").get<double>());
+  for (const auto& k : r.at("kernels")) {
+    s += fmt::format(
+        "{} batch {}: {:.0f} GPU kernels/copies per ordinary step, {:.2f} ms in all; {:.0f} of "
+        "them shorter than 20 us, {:.2f} ms\n",
+        k.at("architecture").get<std::string>(), k.at("batch").get<int64_t>(),
+        k.at("events_per_step").get<double>(), k.at("ms_per_step").get<double>(),
+        k.at("short_events_per_step").get<double>(), k.at("short_ms_per_step").get<double>());
+    for (const auto& t : k.at("top"))
+      s += fmt::format("    {:8.2f} ms {:6.0f}x  {}\n", t.at("ms_per_step").get<double>(),
+                       t.at("per_step").get<double>(), t.at("name").get<std::string>());
+  }
   if (!r.at("phases").empty()) {
     s += "ordinary step by parts, device ms (host launch ms):\n";
     for (const auto& p : r.at("phases")) {

@@ -7,7 +7,9 @@
 // step, samples/s and the device memory. With two or more batch sizes it fits t(n) = a + b·n per
 // mode: a is the part of a step that does not shrink with the batch (what caps data-parallel
 // scaling at a fixed global batch), b the time per sample. With `phases`, ordinary steps are also
-// cut into forward, loss, backward and optimiser by CUDA events, to show where a comes from.
+// cut into forward, loss, backward and optimiser by CUDA events, to show where a comes from; with
+// `kernels`, the GPU activity of a few ordinary steps is recorded by LibTorch's profiler: kernels
+// per step, their summed time, how much of it is kernels shorter than 20 µs, and the largest.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -27,6 +29,7 @@ struct StepBenchOptions {
   int patch = 512;
   bool deep_supervision = true;
   bool phases = true;
+  bool kernels = false;  // LibTorch's profiler (Kineto/CUPTI) over ordinary steps: GPU kernels
   int iterations = 20;
   int warmup = 6;  // at least the graph's warm-up + 1 (the capture)
 };

@@ -76,6 +76,10 @@ TEST(Train_DistributedGpu, two_nccl_ranks_follow_one_gpu_on_the_same_samples) {
     EXPECT_EQ(wait_exit(pids[static_cast<size_t>(r)]), 0)
         << slurp(d / ("two" + std::to_string(r) + ".log"));
   }
+  // The steps from the fourth on are CUDA-graph replays (the default on GPUs), with the gradient
+  // all-reduce captured in them: identical parameters on both ranks show it ran on every replay.
+  EXPECT_NE(slurp(d / "two0.log").find("captured in a CUDA graph"), std::string::npos)
+      << slurp(d / "two0.log");
   const auto p0 = read_params(d / "dump2" / "rank0_params.pt");
   const auto p1 = read_params(d / "dump2" / "rank1_params.pt");
   const auto p_one = read_params(d / "dump1" / "rank0_params.pt");
