@@ -9,7 +9,8 @@
 # For each architecture:
 #  1. loss: BENCH_LOSS_ITERS iterations with the graph off and on, augmentation off, same seed, so
 #     both see the same samples; the per-iteration losses side by side (the graph replays the same
-#     kernels: they differ by cuDNN's and the scan's non-deterministic reductions only);
+#     kernels: they differ by cuDNN's and the scan's non-deterministic reductions only), and with
+#     BENCH_NOISE=1 the ordinary run once more, whose difference to the first is that noise;
 #  2. throughput, for each batch size of BENCH_BATCHES: 2 epochs × BENCH_ITERS iterations with
 #     augmentation on, graph off then on; samples/s from the second epoch (the first holds cuDNN's
 #     autotuning, the warm-up and the capture), and the ratio on / off.
@@ -17,7 +18,9 @@
 #   BENCH_ITERS       40          iterations per epoch of the throughput runs
 #   BENCH_LOSS_ITERS  20          iterations of the loss comparison (0: skip it)
 #   BENCH_ARCHS       "bot enc"   architectures
-#   BENCH_BATCHES     "12 6"      batch sizes (12: the paper's; 6: one GPU's share of it on two)
+#   BENCH_BATCHES     "12 6"      batch sizes (12: the paper's; 6: one GPU's share of it on two;
+#                                 empty: no throughput runs)
+#   BENCH_NOISE       1           also repeat the ordinary loss run (0: skip)
 #   BENCH_PRECISION   bf16        bf16, fp16 or fp32
 #   BENCH_IMAGES      16          synthetic images (1024² each)
 #   BENCH_WORKERS     4           batch threads
@@ -25,7 +28,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
   exit 64
 fi
 UMAMBA=$(realpath "$1")
@@ -70,7 +73,16 @@ for ARCH in $ARCHS; do
     done
     echo "iteration  loss_off   loss_on    difference"
     compare_losses "$ARCH-loss-graph-off" "$ARCH-loss-graph-on" "max |difference|"
+    if [[ "${BENCH_NOISE:-1}" -eq 1 ]]; then
+      train_run "$ARCH-loss-graph-off-again" 1 -a "$ARCH" --epochs 1 --iterations "$LOSS_ITERS" \
+        --no-augment --cuda-graph off
+      echo "noise: the ordinary run again (same samples, same settings)"
+      echo "iteration  loss_off   again      difference"
+      compare_losses "$ARCH-loss-graph-off" "$ARCH-loss-graph-off-again" \
+        "noise: max |difference| between two ordinary runs"
+    fi
   fi
+  [[ -n "${BATCHES// /}" ]] || continue
   echo
   echo "== $ARCH: throughput, 2 epochs x $ITERS iterations (augmentation on), epoch 2 timed"
   for B in $BATCHES; do

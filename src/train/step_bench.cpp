@@ -2,6 +2,7 @@
 #include "train/step_bench.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 #if defined(UMAMBA_TORCH_HAS_CUDA)
 #include <ATen/cuda/CUDAContext.h>
@@ -136,13 +137,33 @@ nlohmann::json profile_kernels(const std::function<void()>& step, int steps) {
 #if defined(UMAMBA_TORCH_HAS_CUDA)
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
-  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
-  const std::set<ActivityType> activities{ActivityType::CUDA};
+  // CPU operators too (with their input shapes): each kernel is linked to the operator that
+  // launched it, which names the largest ones.
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO,
+                                                     /*report_input_shapes=*/true);
+  const std::set<ActivityType> activities{ActivityType::CPU, ActivityType::CUDA};
   prof::prepareProfiler(config, activities);
   prof::enableProfiler(config, activities);
   for (int i = 0; i < steps; ++i) step();
   const auto result = prof::disableProfiler();
-  std::map<std::string, std::pair<int64_t, double>> by_name;  // count, µs
+  std::map<uint64_t, std::string> op_of;  // correlation id -> "operator [shapes]"
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CPU) continue;
+    std::string text = e.name();
+    if (e.hasShapes()) {
+      std::vector<std::string> dims;
+      for (const auto& shape : e.shapes())
+        if (!shape.empty()) dims.push_back(fmt::format("[{}]", fmt::join(shape, ",")));
+      text += " " + fmt::format("{}", fmt::join(dims, " "));
+    }
+    op_of[e.correlationId()] = text;
+  }
+  struct Slot {
+    int64_t count = 0;
+    double us = 0;
+    std::map<std::string, int64_t> ops;
+  };
+  std::map<std::string, Slot> by_name;
   int64_t events = 0, short_events = 0;
   double total_us = 0, short_us = 0;
   for (const auto& e : result->events()) {
@@ -155,18 +176,28 @@ nlohmann::json profile_kernels(const std::function<void()>& step, int steps) {
       short_us += us;
     }
     auto& slot = by_name[e.name()];
-    ++slot.first;
-    slot.second += us;
+    ++slot.count;
+    slot.us += us;
+    const auto op = op_of.find(e.linkedCorrelationId());
+    if (op != op_of.end()) ++slot.ops[op->second];
   }
   std::vector<std::pair<double, std::string>> ranked;
-  for (const auto& [name, v] : by_name) ranked.emplace_back(v.second, name);
+  for (const auto& [name, v] : by_name) ranked.emplace_back(v.us, name);
   std::sort(ranked.rbegin(), ranked.rend());
   nlohmann::json top = nlohmann::json::array();
   for (size_t i = 0; i < ranked.size() && i < 8; ++i) {
     const auto& v = by_name.at(ranked[i].second);
+    std::string op;
+    int64_t most = 0;
+    for (const auto& [text, count] : v.ops)
+      if (count > most) {
+        most = count;
+        op = text;
+      }
     top.push_back({{"name", ranked[i].second.substr(0, 90)},
-                   {"per_step", static_cast<double>(v.first) / steps},
-                   {"ms_per_step", v.second / 1000.0 / steps}});
+                   {"per_step", static_cast<double>(v.count) / steps},
+                   {"ms_per_step", v.us / 1000.0 / steps},
+                   {"operator", op.substr(0, 160)}});
   }
   return {{"events_per_step", static_cast<double>(events) / steps},
           {"ms_per_step", total_us / 1000.0 / steps},
@@ -367,8 +398,9 @@ std::string format_step_bench(const nlohmann::json& r) {
         k.at("events_per_step").get<double>(), k.at("ms_per_step").get<double>(),
         k.at("short_events_per_step").get<double>(), k.at("short_ms_per_step").get<double>());
     for (const auto& t : k.at("top"))
-      s += fmt::format("    {:8.2f} ms {:6.0f}x  {}\n", t.at("ms_per_step").get<double>(),
-                       t.at("per_step").get<double>(), t.at("name").get<std::string>());
+      s += fmt::format("    {:8.2f} ms {:6.0f}x  {}\n                       from {}\n",
+                       t.at("ms_per_step").get<double>(), t.at("per_step").get<double>(),
+                       t.at("name").get<std::string>(), t.at("operator").get<std::string>());
   }
   if (!r.at("phases").empty()) {
     s += "ordinary step by parts, device ms (host launch ms):\n";
