@@ -18,11 +18,19 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <utility>
 #include <vector>
 
 namespace umamba::model {
 
 using IntList = std::vector<int64_t>;
+
+// A pointwise (1×1…) convolution's input and weight with zero input channels appended up to a
+// multiple of `multiple`: the same result, and the weight's gradient is the first columns of the
+// padded one. See ConvImpl::forward for why.
+std::pair<torch::Tensor, torch::Tensor> pad_input_channels(const torch::Tensor& x,
+                                                           const torch::Tensor& weight,
+                                                           int64_t multiple);
 
 class ConvImpl : public torch::nn::Module {
  public:

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "model/blocks.h"
 #include "model/network_config.h"
 #include "model/networks.h"
 #include "model/state_dict.h"
@@ -330,6 +331,40 @@ TEST(Model_Networks, deep_supervision_off_returns_full_resolution_only) {
   net->set_deep_supervision(true);
   EXPECT_EQ(net->forward(torch::randn({1, 2, 16, 12})).size(), 2u);
   EXPECT_THROW(net->forward(torch::randn({1, 3, 16, 12})), Error);  // wrong channel count
+}
+
+// The zero input channels appended to a pointwise convolution (ConvImpl::forward, on GPUs) change
+// neither its output nor the gradients of its input and weight (the plain convolution is the
+// reference), in 1D, 2D and 3D, for channel counts below, at and above a multiple.
+TEST(Model_Blocks, padded_input_channels_give_the_same_convolution) {
+  torch::manual_seed(4);
+  for (int64_t dims : {1, 2, 3}) {
+    for (int64_t in : {3, 8, 13}) {
+      std::vector<int64_t> xs = {2, in}, ws = {5, in};
+      for (int64_t d = 0; d < dims; ++d) {
+        xs.push_back(6 + d);
+        ws.push_back(1);
+      }
+      const auto x0 = torch::randn(xs, torch::kDouble).requires_grad_();
+      const auto w0 = torch::randn(ws, torch::kDouble).requires_grad_();
+      auto conv = [dims](const torch::Tensor& x, const torch::Tensor& w) {
+        return dims == 1   ? torch::conv1d(x, w)
+               : dims == 2 ? torch::conv2d(x, w)
+                           : torch::conv3d(x, w);
+      };
+      const auto ref = conv(x0, w0);
+      const auto g = torch::randn_like(ref);
+      const auto grads_ref = torch::autograd::grad({ref}, {x0, w0}, {g});
+      const auto [xp, wp] = pad_input_channels(x0, w0, 8);
+      EXPECT_EQ(xp.size(1) % 8, 0);
+      EXPECT_EQ(xp.size(1) - in, (8 - in % 8) % 8);
+      const auto out = conv(xp, wp);
+      const auto grads = torch::autograd::grad({out}, {x0, w0}, {g});
+      EXPECT_TRUE(torch::allclose(out, ref, 1e-12, 1e-12)) << dims << "D, " << in << " channels";
+      EXPECT_TRUE(torch::allclose(grads[0], grads_ref[0], 1e-12, 1e-12)) << dims << "D " << in;
+      EXPECT_TRUE(torch::allclose(grads[1], grads_ref[1], 1e-12, 1e-12)) << dims << "D " << in;
+    }
+  }
 }
 
 TEST(Model_Networks, official_key_aliases) {
