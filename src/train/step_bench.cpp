@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -110,10 +111,6 @@ class PhaseClock {
 #endif
 };
 
-model::Architecture architecture_of(const std::string& name) {
-  return model::architecture_from_string(name);
-}
-
 struct Batch {
   torch::Tensor data;
   std::vector<torch::Tensor> targets;
@@ -128,6 +125,63 @@ Batch random_batch(int64_t n, int patch, int classes, const std::vector<std::vec
                                      torch::TensorOptions().dtype(torch::kUInt8).device(device));
   b.targets = downsample_targets(labels, ds);
   return b;
+}
+
+// The step's parts op by op, each between two marks: forward, loss, backward (with the loss
+// scaling), the SGD step; device time per part and the host's time to launch it, averaged over
+// `reps` steps.
+nlohmann::json time_phases(model::SegmentationNetwork& net, Optimization& opt,
+                           const StepOptions& so, const Batch& batch, const torch::Device& device,
+                           int reps) {
+  const char* names[] = {"forward", "loss", "backward", "optimizer"};
+  double device_ms[4] = {0, 0, 0, 0}, host_ms[4] = {0, 0, 0, 0};
+  PhaseClock clock(device, 5);
+  for (int r = 0; r < reps; ++r) {
+    for (auto& p : net.parameters()) p.mutable_grad().reset();
+    synchronize(device);
+    torch::AutoGradMode grad_mode(true);
+    clock.mark(0);
+    LossTerms loss;
+    {
+      AutocastScope autocast(so.precision, device.type());
+      std::vector<torch::Tensor> out = net.forward(batch.data);
+      out.resize(batch.targets.size());
+      clock.mark(1);
+      loss = deep_supervision_loss(out, batch.targets, so.ds_weights, so.loss);
+    }
+    clock.mark(2);
+    loss.total.backward();
+    clock.mark(3);
+    sgd_foreach_step(opt.optimizer());
+    clock.mark(4);
+    synchronize(device);
+    for (int k = 0; k < 4; ++k) {
+      const auto [d, h] = clock.span(k);
+      device_ms[k] += d / reps;
+      host_ms[k] += h / reps;
+    }
+  }
+  nlohmann::json ph;
+  for (int k = 0; k < 4; ++k)
+    ph[names[k]] = {{"device_ms", device_ms[k]}, {"host_launch_ms", host_ms[k]}};
+  return ph;
+}
+
+// Least-squares line t = a + b·n through (n, t) points; nullopt for fewer than two batch sizes.
+std::optional<std::pair<double, double>> fit_line(
+    const std::vector<std::pair<double, double>>& pts) {
+  double sn = 0, st = 0, snn = 0, snt = 0;
+  for (const auto& [n, t] : pts) {
+    sn += n;
+    st += t;
+    snn += n * n;
+    snt += n * t;
+  }
+  const double k = static_cast<double>(pts.size());
+  const double den = k * snn - sn * sn;
+  if (pts.size() < 2 || den <= 0) return std::nullopt;
+  const double b = (k * snt - sn * st) / den;
+  return std::make_pair((st - b * sn) / k, b);
 }
 
 // GPU activity of `steps` calls of `step` through LibTorch's profiler: per step, the number of
@@ -229,6 +283,8 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
                  "bench train-step: the CUDA graph (mode on) needs a CUDA device, not {}",
                  device.str());
   }
+  UMAMBA_CHECK(!o.kernels || device.is_cuda(),
+               "bench train-step --kernels needs a CUDA device, not {}", device.str());
   for (int64_t b : o.batches)
     UMAMBA_CHECK(b >= 1, "bench train-step: batch size {} must be positive", b);
   const int classes = 3;
@@ -251,7 +307,7 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
   result["kernels"] = nlohmann::json::array();
 
   for (const auto& arch_name : o.architectures) {
-    const model::Architecture arch = architecture_of(arch_name);
+    const model::Architecture arch = model::architecture_from_string(arch_name);
     model::NetworkConfig config = model::microscopy_2d_config(arch, o.patch, 3, classes);
     config.deep_supervision = o.deep_supervision;
     const int outputs = o.deep_supervision ? config.n_stages() - 1 : 1;
@@ -285,70 +341,28 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
         points[mode].emplace_back(static_cast<double>(n), ms);
 
         if (o.kernels && mode == "off") {
-          UMAMBA_CHECK(device.is_cuda(), "bench train-step --kernels needs a CUDA device");
           nlohmann::json k = profile_kernels([&] { (void)opt.step(batch.data, batch.targets); }, 3);
           k["architecture"] = model::to_string(arch);
           k["batch"] = n;
           result["kernels"].push_back(k);
         }
         if (o.phases && mode == "off") {
-          // The step's parts op by op, each between two marks: forward, loss, backward (with
-          // the loss scaling), the SGD step. Device time per part and the host's launch time.
-          const char* names[] = {"forward", "loss", "backward", "optimizer"};
-          double device_ms[4] = {0, 0, 0, 0}, host_ms[4] = {0, 0, 0, 0};
-          PhaseClock clock(device, 5);
-          const int reps = std::max(1, o.iterations / 2);
-          for (int r = 0; r < reps; ++r) {
-            for (auto& p : net->parameters()) p.mutable_grad().reset();
-            synchronize(device);
-            torch::AutoGradMode grad_mode(true);
-            clock.mark(0);
-            LossTerms loss;
-            {
-              AutocastScope autocast(so.precision, device.type());
-              std::vector<torch::Tensor> out = net->forward(batch.data);
-              out.resize(batch.targets.size());
-              clock.mark(1);
-              loss = deep_supervision_loss(out, batch.targets, so.ds_weights, so.loss);
-            }
-            clock.mark(2);
-            loss.total.backward();
-            clock.mark(3);
-            sgd_foreach_step(opt.optimizer());
-            clock.mark(4);
-            synchronize(device);
-            for (int k = 0; k < 4; ++k) {
-              const auto [d, h] = clock.span(k);
-              device_ms[k] += d / reps;
-              host_ms[k] += h / reps;
-            }
-          }
-          nlohmann::json ph = {{"architecture", model::to_string(arch)}, {"batch", n}};
-          for (int k = 0; k < 4; ++k)
-            ph[names[k]] = {{"device_ms", device_ms[k]}, {"host_launch_ms", host_ms[k]}};
+          nlohmann::json ph =
+              time_phases(*net, opt, so, batch, device, std::max(1, o.iterations / 2));
+          ph["architecture"] = model::to_string(arch);
+          ph["batch"] = n;
           result["phases"].push_back(ph);
         }
       }
     }
-    // t(n) = a + b·n by least squares over the batch sizes, per mode.
+    // t(n) = a + b·n over the batch sizes, per mode.
     for (const auto& [mode, pts] : points) {
-      if (pts.size() < 2) continue;
-      double sn = 0, st = 0, snn = 0, snt = 0;
-      for (const auto& [n, t] : pts) {
-        sn += n;
-        st += t;
-        snn += n * n;
-        snt += n * t;
-      }
-      const double k = static_cast<double>(pts.size());
-      const double den = k * snn - sn * sn;
-      if (den <= 0) continue;
-      const double b = (k * snt - sn * st) / den;
-      const double a = (st - b * sn) / k;
+      const auto line = fit_line(pts);
+      if (!line) continue;
       result["fits"].push_back({{"architecture", model::to_string(arch)},
                                 {"cuda_graph", mode},
-                                {"fixed_ms", a},
-                                {"per_sample_ms", b}});
+                                {"fixed_ms", line->first},
+                                {"per_sample_ms", line->second}});
     }
   }
   return result;

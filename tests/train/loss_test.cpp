@@ -253,8 +253,7 @@ TEST(Train_StepBench, reports_runs_fits_and_phases) {
   for (const auto& run : r.at("runs")) {
     EXPECT_GT(run.at("ms_per_step").get<double>(), 0.0);
     EXPECT_NEAR(run.at("samples_per_s").get<double>(),
-                1000.0 * run.at("batch").get<double>() / run.at("ms_per_step").get<double>(),
-                1e-9);
+                1000.0 * run.at("batch").get<double>() / run.at("ms_per_step").get<double>(), 1e-9);
   }
   ASSERT_EQ(r.at("fits").size(), 2u);
   ASSERT_EQ(r.at("phases").size(), 4u);
@@ -265,6 +264,9 @@ TEST(Train_StepBench, reports_runs_fits_and_phases) {
   EXPECT_NE(text.find("UMambaBot graph off: t(n) ="), std::string::npos) << text;
   EXPECT_NE(text.find("can reach at most"), std::string::npos) << text;
   o.modes = {"on"};
+  EXPECT_THROW(run_step_bench(o), Error);
+  o.modes = {"off"};
+  o.kernels = true;
   EXPECT_THROW(run_step_bench(o), Error);
 }
 
