@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "plan/dataset.h"
 #include "plan/fingerprint.h"
 
@@ -30,16 +31,6 @@ void write_json_atomically(const fs::path& path, const nlohmann::ordered_json& j
   out.commit();
 }
 
-nlohmann::json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) throw FileError(p.string(), "cannot be opened");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw FileError(p.string(), std::string("is not valid JSON: ") + e.what());
-  }
-}
-
 }  // namespace
 
 PlanResult run_plan(const PlanJob& job) {
@@ -51,10 +42,10 @@ PlanResult run_plan(const PlanJob& job) {
   if (r.plans_path.has_parent_path()) fs::create_directories(r.plans_path.parent_path());
 
   const fs::path existing = job.dataset / "dataset_fingerprint.json";
-  const bool images_present = fs::is_directory(job.dataset / "imagesTr") ||
-                              fs::is_directory(job.dataset / "images") ||
-                              (fs::exists(job.dataset / "dataset.json") &&
-                               read_json(job.dataset / "dataset.json").contains("dataset"));
+  const bool images_present =
+      fs::is_directory(job.dataset / "imagesTr") || fs::is_directory(job.dataset / "images") ||
+      (fs::exists(job.dataset / "dataset.json") &&
+       io::read_json_file(job.dataset / "dataset.json").contains("dataset"));
   plan::DatasetDescription dataset;
   plan::Fingerprint fingerprint;
   if (fs::exists(existing) && (job.reuse_fingerprint || !images_present)) {
@@ -62,12 +53,12 @@ PlanResult run_plan(const PlanJob& job) {
       throw FileError((job.dataset / "dataset.json").string(),
                       "is needed beside dataset_fingerprint.json (channel_names, labels)");
     }
-    dataset = plan::parse_dataset_json(read_json(job.dataset / "dataset.json"),
+    dataset = plan::parse_dataset_json(io::read_json_file(job.dataset / "dataset.json"),
                                        (job.dataset / "dataset.json").string());
     dataset.name = job.dataset.filename().string();
     if (dataset.num_training == 0)
       fail("{}: dataset.json has no numTraining", job.dataset.string());
-    fingerprint = plan::fingerprint_from_json(read_json(existing), existing.string());
+    fingerprint = plan::fingerprint_from_json(io::read_json_file(existing), existing.string());
     r.fingerprint_reused = true;
     log::info("plan: using the fingerprint {}", existing.string());
   } else {

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/json_file.h"
 #include "pipeline/plan.h"
 #include "pipeline/progress.h"
 #include "plan/dataset.h"
@@ -158,16 +159,6 @@ class TrainProgress {
   bool drawn_ = false;
 };
 
-nlohmann::json read_json_file(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) fail_file(p.string(), "cannot be opened");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(p.string(), "is not valid JSON: {}", e.what());
-  }
-}
-
 }  // namespace
 
 train::TrainResult run_train(const TrainJob& job) {
@@ -215,7 +206,7 @@ train::TrainResult run_train(const TrainJob& job) {
     if (is0) log::info("{}", summarize_plans(planned.plans));
     plans_path = planned.plans_path;
   }
-  const nlohmann::json plans = read_json_file(plans_path);
+  const nlohmann::json plans = io::read_json_file(plans_path);
   train::TrainOptions options = job.options;
   if (options.configuration.empty()) options.configuration = train::default_configuration(plans);
 

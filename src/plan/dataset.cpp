@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace umamba::plan {
 
@@ -22,16 +23,6 @@ std::string lower(std::string s) {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-nlohmann::ordered_json read_json_file(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw FileError(path.string(), "cannot be opened");
-  try {
-    return nlohmann::ordered_json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw FileError(path.string(), std::string("is not valid JSON: ") + e.what());
-  }
 }
 
 std::vector<fs::path> sorted_files(const fs::path& folder) {
@@ -121,7 +112,7 @@ DatasetDescription parse_dataset_json(const nlohmann::ordered_json& j, const std
 namespace {
 
 DatasetDescription discover_nnunet(const fs::path& folder) {
-  DatasetDescription d = parse_dataset_json(read_json_file(folder / "dataset.json"),
+  DatasetDescription d = parse_dataset_json(io::read_ordered_json_file(folder / "dataset.json"),
                                             (folder / "dataset.json").string());
   d.name = folder.filename().string();
   d.layout = DatasetLayout::NnUNetRaw;

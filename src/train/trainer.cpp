@@ -26,6 +26,7 @@
 #include "engine/predictor.h"
 #include "engine/tile_model.h"
 #include "io/image_io.h"
+#include "io/json_file.h"
 #include "metrics/instance_f1.h"
 #include "metrics/label_scores.h"
 #include "model/model_folder.h"
@@ -66,16 +67,6 @@ void write_text(const fs::path& path, const std::string& text) {
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) fail_file(path.string(), "cannot be renamed into place: {}", ec.message());
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path.string(), "cannot be opened");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(path.string(), "is not valid JSON: {}", e.what());
-  }
 }
 
 torch::Device resolve_device(const std::string& spec) {
@@ -432,8 +423,8 @@ nlohmann::json export_model(const fs::path& output, const std::string& fold,
   const fs::path old_meta = output / "metadata.json", old_net = output / "network.json";
   if (fs::exists(old_meta) && fs::exists(old_net)) {
     try {
-      const nlohmann::json prev = read_json(old_meta);
-      const bool same = read_json(old_net) == read_json(staging / "network.json");
+      const nlohmann::json prev = io::read_json_file(old_meta);
+      const bool same = io::read_json_file(old_net) == io::read_json_file(staging / "network.json");
       if (same && prev.contains("folds")) {
         for (const auto& [f, info] : prev["folds"].items()) {
           if (f != fold && fs::exists(output / ("fold_" + f) / "weights.pt"))
@@ -1052,7 +1043,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   // Keep the training records of other folds.
   if (fs::exists(options.output / "metadata.json")) {
     try {
-      const nlohmann::json prev = read_json(options.output / "metadata.json");
+      const nlohmann::json prev = io::read_json_file(options.output / "metadata.json");
       if (prev.contains("training") && prev["training"].is_object()) {
         for (const auto& [f, t] : prev["training"].items())
           if (f != options.fold) extra["training"][f] = t;
