@@ -17,6 +17,7 @@
 #include "engine/tile_model.h"
 #include "model/model_folder.h"
 #include "model/model_io.h"
+#include "model/plans_configuration.h"
 #include "model/runtime_info.h"
 #include "model/sha256.h"
 #endif
@@ -93,24 +94,14 @@ class EnsembleTileModel : public engine::TileModel {
   torch::Device device_;
 };
 
-// plans["configurations"][name] with "inherits_from" resolved (nnU-Net's rule: the child's keys
-// win over the parent's).
-nlohmann::json plans_configuration(const nlohmann::json& plans, const std::string& name,
-                                   int depth = 0) {
-  UMAMBA_CHECK(depth < 16, "plans.json: 'inherits_from' loops at configuration '{}'", name);
-  if (!plans.is_object() || !plans.contains("configurations")) return nullptr;
-  const auto& configs = plans["configurations"];
-  if (!configs.contains(name)) return nullptr;
-  nlohmann::json c = configs[name];
-  if (c.contains("inherits_from")) {
-    nlohmann::json parent =
-        plans_configuration(plans, c["inherits_from"].get<std::string>(), depth + 1);
-    if (parent.is_object()) {
-      for (const auto& [k, v] : c.items()) parent[k] = v;
-      c = parent;
-    }
-  }
-  return c;
+// The model's plans configuration with "inherits_from" resolved (model/plans_configuration.h),
+// or null when the folder has no plans.json or it lacks the configuration (the network.json then
+// describes the network and the normalisation falls back to z-score).
+nlohmann::json plans_configuration(const nlohmann::json& plans, const std::string& name) {
+  if (!plans.is_object() || !plans.contains("configurations") ||
+      !plans["configurations"].contains(name))
+    return nullptr;
+  return model::resolve_plans_configuration(plans, name);
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 // target spacing, logits back, arg-max); --no-resample predicts at the input's own spacing; a TIFF
 // stack without a voxel size fails with a message naming --spacing, and --spacing makes it work;
 // a 2D model over a NIfTI volume predicts slice by slice (each slice equal to that slice predicted
-// alone from the volume-normalised data).
+// alone from the volume-normalised data); a plans configuration that inherits from another is
+// resolved (a missing parent is an error).
 #include <gtest/gtest.h>
 #include <nifti1_io.h>
 #include <torch/torch.h>
@@ -22,6 +23,7 @@
 #include "model/model_io.h"
 #include "pipeline/pipeline_test_util.h"
 #include "pipeline/predict.h"
+#include "pipeline/predict_model.h"
 #include "pipeline/predict_model_util.h"
 #include "pipeline/predict_volume_util.h"
 #include "volumetric/resample.h"
@@ -243,6 +245,49 @@ TEST(Pipeline_PredictVolume, no_resample_predicts_at_the_input_spacing) {
   for (int64_t i = 0; i < want.element_count(); ++i)
     differ += l8.data_as<uint8_t>()[i] != want.data_as<uint8_t>()[i];
   EXPECT_LE(differ, want.element_count() / 10000);  // float ties only
+}
+
+// A model whose plans configuration inherits from another (nnU-Net's "inherits_from", e.g. a
+// custom 3d configuration over 3d_fullres) gets the parent's spacing and normalisation with its
+// own keys on top, through the same resolution the network builder uses; a missing parent is an
+// error naming it (it used to fall back silently to the child's keys alone).
+TEST(Pipeline_PredictVolume, inherited_plans_configuration_is_resolved) {
+  TempDir t;
+  const model::NetworkConfig config = tiny_config(3);
+  torch::manual_seed(21);
+  auto net = model::make_network(config);
+  nlohmann::json plans = {
+      {"foreground_intensity_properties_per_channel",
+       {{"0",
+         {{"mean", kMean}, {"std", kStd}, {"percentile_00_5", kLo}, {"percentile_99_5", kHi}}}}},
+      {"configurations",
+       {{"3d_fullres",
+         {{"spacing", {4.5, 4.0, 4.0}},
+          {"patch_size", {32, 32, 32}},
+          {"normalization_schemes", {"CTNormalization"}},
+          {"use_mask_for_norm", {false}}}},
+        {"3d_custom", {{"inherits_from", "3d_fullres"}, {"patch_size", {16, 16, 16}}}}}}};
+  const nlohmann::json dataset = {{"channel_names", {{"0", "CT"}}},
+                                  {"labels", {{"background", 0}, {"a", 1}, {"b", 2}}},
+                                  {"file_ending", ".nii.gz"}};
+  const nlohmann::json metadata = {{"configuration", "3d_custom"}, {"source", {{"kind", "test"}}}};
+  model::write_model_folder((t / "model").string(), config, {{"0", net.get()}}, plans, dataset,
+                            metadata);
+  const ModelInfo info = inspect_model((t / "model").string(), "");
+  EXPECT_EQ(info.spacing, (std::vector<double>{4.5, 4.0, 4.0}));
+  ASSERT_EQ(info.normalization.channels.size(), 1u);
+  EXPECT_EQ(info.normalization.channels[0].scheme, engine::NormScheme::CT);
+  EXPECT_EQ(info.patch_size, (std::vector<int64_t>{16, 16, 16}));
+
+  plans["configurations"]["3d_custom"]["inherits_from"] = "3d_gone";
+  model::write_model_folder((t / "orphan").string(), config, {{"0", net.get()}}, plans, dataset,
+                            metadata);
+  try {
+    (void)inspect_model((t / "orphan").string(), "");
+    FAIL() << "a configuration inheriting from a missing one was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3d_gone"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Pipeline_PredictVolume, tiff_stack_needs_a_spacing) {
