@@ -7,77 +7,21 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/image_io.h"
+#include "plan/case_image.h"
 #include "plan/dataset.h"
 #include "plan/fingerprint.h"
 
 namespace umamba::plan {
 
-namespace {
-
-// All channel files of a case as one [C,Z,Y,X] image (channels in file order).
-Image read_case_image(const Case& c, int64_t want_channels) {
-  std::vector<Image> parts;
-  int64_t channels = 0;
-  for (const auto& p : c.images) {
-    parts.push_back(io::read_image(p));
-    channels += parts.back().channels();
-    const Shape& a = parts.front().shape();
-    const Shape& b = parts.back().shape();
-    if (a.z != b.z || a.y != b.y || a.x != b.x) {
-      throw FileError(p.string(), "shape " + to_string(b) +
-                                      " differs from the case's first image " + to_string(a));
-    }
-  }
-  Image first = parts.front();
-  if (parts.size() == 1 && want_channels <= 0) return first;
-  if (parts.size() == 1) {
-    // NeurIPS layout: grey images replicated to RGB, extra channels (alpha) dropped.
-    if (first.channels() == want_channels) return first;
-    Shape s = first.shape();
-    s.c = want_channels;
-    Image out = Image::zeros(first.dtype(), s, first.geometry());
-    for (int64_t ch = 0; ch < want_channels; ++ch) {
-      const int64_t src = first.channels() == 1 ? 0 : ch;
-      if (src >= first.channels()) {
-        throw FileError(c.images.front().string(), "has " + std::to_string(first.channels()) +
-                                                       " channels, " +
-                                                       std::to_string(want_channels) + " expected");
-      }
-      out.channel(ch).copy_from(first.channel(src));
-    }
-    return out;
-  }
-  Shape s = first.shape();
-  s.c = channels;
-  Image out = Image::zeros(first.dtype(), s, first.geometry());
-  int64_t at = 0;
-  for (const auto& part : parts) {
-    out.channels(at, part.channels()).copy_from(part);
-    at += part.channels();
-  }
-  return out;
-}
-
-}  // namespace
-
 Fingerprint extract_fingerprint(DatasetDescription& dataset, const FingerprintOptions& options) {
   const size_t n = dataset.cases.size();
   UMAMBA_CHECK(n > 0, "dataset {} has no case", dataset.name);
-  int64_t want_channels = 0;
-  if (dataset.layout == DatasetLayout::NeurIPSCells) {
-    bool any_rgb = false;
-    for (const auto& c : dataset.cases) {
-      const auto info = io::open_image(c.images.front())->info();
-      if (info.shape.c >= 3) any_rgb = true;
-      if (info.shape.c == 2) {
-        throw FileError(c.images.front().string(), "has 2 channels (grey or RGB expected)");
-      }
-    }
-    want_channels = any_rgb ? 3 : 1;
-    dataset.channel_names =
-        any_rgb ? std::vector<std::string>{"R", "G", "B"} : std::vector<std::string>{"grey"};
-    dataset.replicate_grey_to_rgb = any_rgb;
-  }
+  // NeurIPS layout: every case read with the dataset's channels (grey replicated to RGB when any
+  // image is RGB); nnU-Net raw: the channel files as they are.
+  resolve_neurips_channels(dataset);
+  const int64_t want_channels = dataset.layout == DatasetLayout::NeurIPSCells
+                                    ? static_cast<int64_t>(dataset.channel_names.size())
+                                    : 0;
   const auto num_samples =
       static_cast<uint64_t>(std::floor(options.total_foreground_samples / static_cast<double>(n)));
   log::info("fingerprint: {} cases, {} foreground samples per case and channel", n, num_samples);
@@ -85,7 +29,7 @@ Fingerprint extract_fingerprint(DatasetDescription& dataset, const FingerprintOp
   std::vector<CaseAnalysis> results(n);
   tbb::parallel_for(size_t{0}, n, [&](size_t i) {
     const Case& c = dataset.cases[i];
-    Image image = read_case_image(c, want_channels);
+    Image image = read_case_image(c, want_channels, dataset.replicate_grey_to_rgb);
     Image labels = io::read_image(c.label);
     if (labels.channels() != 1) {
       throw FileError(c.label.string(), "label image has " + std::to_string(labels.channels()) +

@@ -25,6 +25,7 @@
 #include "io/image_io.h"
 #include "model/plans_configuration.h"
 #include "model/sha256.h"
+#include "plan/case_image.h"
 #include "plan/fingerprint.h"
 #include "train/augment.h"
 #include "volumetric/resample.h"
@@ -190,29 +191,13 @@ bool read_cache(const fs::path& folder, const std::string& id, const std::string
   }
 }
 
-// NeurIPS layout: 3 channels when any image is RGB (grey replicated), else 1.
-void resolve_neurips_channels(plan::DatasetDescription& d) {
-  if (d.layout != plan::DatasetLayout::NeurIPSCells || !d.channel_names.empty()) return;
-  bool any_rgb = false;
-  for (const auto& c : d.cases) {
-    const auto info = io::open_image(c.images.front())->info();
-    if (info.shape.c >= 3) any_rgb = true;
-    if (info.shape.c == 2) {
-      fail_file(c.images.front().string(), "has 2 channels (grey or RGB expected)");
-    }
-  }
-  d.channel_names =
-      any_rgb ? std::vector<std::string>{"R", "G", "B"} : std::vector<std::string>{"grey"};
-  d.replicate_grey_to_rgb = any_rgb;
-}
-
 }  // namespace
 
 PreprocessSettings PreprocessSettings::from_plans(const nlohmann::json& plans,
                                                   const std::string& configuration,
                                                   const plan::DatasetDescription& dataset_in) {
   plan::DatasetDescription dataset = dataset_in;
-  resolve_neurips_channels(dataset);
+  plan::resolve_neurips_channels(dataset);
   const nlohmann::json c = model::resolve_plans_configuration(plans, configuration);
   PreprocessSettings s;
   s.configuration = configuration;
@@ -271,52 +256,6 @@ nlohmann::json PreprocessSettings::to_json() const {
   return j;
 }
 
-Image read_case_image(const plan::Case& c, int64_t want_channels, bool replicate_grey) {
-  UMAMBA_CHECK(!c.images.empty(), "case {} has no image file", c.id);
-  std::vector<Image> parts;
-  int64_t channels = 0;
-  for (const auto& p : c.images) {
-    parts.push_back(io::read_image(p));
-    channels += parts.back().channels();
-    const Shape& a = parts.front().shape();
-    const Shape& b = parts.back().shape();
-    if (a.z != b.z || a.y != b.y || a.x != b.x) {
-      fail_file(p.string(), "shape {} differs from the case's first image {}", to_string(b),
-                to_string(a));
-    }
-  }
-  Image first = parts.front();
-  if (parts.size() == 1) {
-    if (want_channels <= 0 || first.channels() == want_channels) return first;
-    Shape s = first.shape();
-    s.c = want_channels;
-    Image out = Image::zeros(first.dtype(), s, first.geometry());
-    for (int64_t ch = 0; ch < want_channels; ++ch) {
-      int64_t src = ch;
-      if (first.channels() == 1 && replicate_grey) src = 0;
-      if (src >= first.channels()) {
-        fail_file(c.images.front().string(), "has {} channels, the model expects {}",
-                  first.channels(), want_channels);
-      }
-      out.channel(ch).copy_from(first.channel(src));
-    }
-    return out;
-  }
-  Shape s = first.shape();
-  s.c = channels;
-  Image out = Image::zeros(first.dtype(), s, first.geometry());
-  int64_t at = 0;
-  for (const auto& part : parts) {
-    out.channels(at, part.channels()).copy_from(part);
-    at += part.channels();
-  }
-  if (want_channels > 0 && channels != want_channels) {
-    fail_file(c.images.front().string(), "case {} has {} channels, dataset.json names {}", c.id,
-              channels, want_channels);
-  }
-  return out;
-}
-
 std::vector<std::vector<std::array<int32_t, 3>>> sample_foreground(
     const Image& labels, int64_t num_classes, int64_t samples, double min_coverage, uint64_t seed) {
   std::vector<std::vector<std::array<int32_t, 3>>> all(static_cast<size_t>(num_classes - 1));
@@ -355,7 +294,7 @@ TrainCase preprocess_case(const plan::Case& c, const PreprocessSettings& setting
                           bool replicate_grey) {
   TrainCase out;
   out.id = c.id;
-  Image image = read_case_image(c, settings.channels, replicate_grey);
+  Image image = plan::read_case_image(c, settings.channels, replicate_grey);
   Image labels = io::read_image(c.label);
   if (labels.channels() != 1) {
     fail_file(c.label.string(), "label image has {} channels, 1 expected", labels.channels());
@@ -470,7 +409,7 @@ std::vector<TrainCase> load_cases(const plan::DatasetDescription& dataset_in,
                                   const std::function<void(int64_t, int64_t)>& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   plan::DatasetDescription dataset = dataset_in;
-  resolve_neurips_channels(dataset);
+  plan::resolve_neurips_channels(dataset);
   const size_t n = dataset.cases.size();
   UMAMBA_CHECK(n > 0, "dataset {} has no case", dataset.name);
   std::error_code ec;

@@ -85,10 +85,6 @@ struct TrainCase {
   bool from_cache = false;
 };
 
-// Reads one case's image as [C, Z, Y, X] with `want_channels` channels (NeurIPS rules above;
-// nnU-Net raw: the channel files stacked in order). Throws FileError naming the file.
-Image read_case_image(const plan::Case& c, int64_t want_channels, bool replicate_grey);
-
 // Preprocesses one case in memory (no cache).
 TrainCase preprocess_case(const plan::Case& c, const PreprocessSettings& settings,
                           bool replicate_grey);

@@ -9,10 +9,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
 #include "io/image_io.h"
+#include "plan/case_image.h"
 #include "plan/dataset.h"
 #include "plan/fingerprint.h"
 #include "plan/planner.h"
@@ -154,6 +156,79 @@ TEST(Plan_FingerprintIo, missing_label_is_a_file_error) {
   } catch (const FileError& e) {
     EXPECT_NE(std::string(e.what()).find("dsb.tif"), std::string::npos) << e.what();
   }
+}
+
+// The channel rules shared by the planner and the trainer (plan/case_image.h), on TIFFs written
+// here: grey repeated to RGB, alpha dropped, channel files stacked, and the errors naming the file.
+TEST(Plan_CaseImage, channel_rules_and_errors) {
+  TempDir tmp;
+  auto write = [&](const std::string& name, int64_t channels, int64_t w, uint8_t base) {
+    Image im = Image::zeros(DType::U8, Shape{channels, 1, 4, w});
+    for (int64_t i = 0; i < im.element_count(); ++i)
+      im.data_as<uint8_t>()[i] = static_cast<uint8_t>(base + i % 251);
+    const fs::path path = tmp.path() / name;
+    io::write_image(path, im);
+    return std::make_pair(path, im);
+  };
+  const auto [grey_path, grey] = write("grey.tif", 1, 5, 1);
+  const auto [rgba_path, rgba] = write("rgba.tif", 4, 5, 7);
+  const auto [two_path, two] = write("two.tif", 2, 5, 3);
+  const auto [wide_path, wide] = write("wide.tif", 1, 6, 9);
+
+  const Image rgb = read_case_image(Case{"g", {grey_path}, {}}, 3, true);
+  ASSERT_EQ(rgb.shape(), (Shape{3, 1, 4, 5}));
+  for (int64_t ch = 0; ch < 3; ++ch) EXPECT_TRUE(rgb.channel(ch).same_pixels(grey)) << ch;
+  const Image no_alpha = read_case_image(Case{"a", {rgba_path}, {}}, 3, true);
+  ASSERT_EQ(no_alpha.channels(), 3);
+  for (int64_t ch = 0; ch < 3; ++ch)
+    EXPECT_TRUE(no_alpha.channel(ch).same_pixels(rgba.channel(ch))) << ch;
+  const Image stacked = read_case_image(Case{"s", {grey_path, two_path}, {}}, 0, false);
+  ASSERT_EQ(stacked.channels(), 3);
+  EXPECT_TRUE(stacked.channel(0).same_pixels(grey));
+  EXPECT_TRUE(stacked.channel(2).same_pixels(two.channel(1)));
+
+  auto expect_file_error = [](const std::function<void()>& f, const fs::path& file,
+                              const std::string& words) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted; expected an error on " << file;
+    } catch (const FileError& e) {
+      EXPECT_EQ(e.path(), file.string());
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_file_error(
+      [&] {
+        (void)read_case_image(Case{"g", {grey_path}, {}}, 3, false);
+      },
+      grey_path, "1 channels, 3 expected");
+  expect_file_error(
+      [&] {
+        (void)read_case_image(Case{"w", {grey_path, wide_path}, {}}, 0, false);
+      },
+      wide_path, "differs from the case's first image");
+  expect_file_error(
+      [&] {
+        (void)read_case_image(Case{"s", {grey_path, two_path}, {}}, 2, false);
+      },
+      grey_path, "has 3 channels, dataset.json names 2");
+
+  DatasetDescription d;
+  d.layout = DatasetLayout::NeurIPSCells;
+  d.cases = {Case{"g", {grey_path}, {}}, Case{"a", {rgba_path}, {}}};
+  resolve_neurips_channels(d);
+  EXPECT_EQ(d.channel_names, (std::vector<std::string>{"R", "G", "B"}));
+  EXPECT_TRUE(d.replicate_grey_to_rgb);
+  DatasetDescription greys = d;
+  greys.channel_names.clear();
+  greys.cases = {Case{"g", {grey_path}, {}}};
+  resolve_neurips_channels(greys);
+  EXPECT_EQ(greys.channel_names, (std::vector<std::string>{"grey"}));
+  EXPECT_FALSE(greys.replicate_grey_to_rgb);
+  DatasetDescription bad = greys;
+  bad.channel_names.clear();
+  bad.cases = {Case{"t", {two_path}, {}}};
+  expect_file_error([&] { resolve_neurips_channels(bad); }, two_path, "has 2 channels");
 }
 
 TEST(Plan_FingerprintIo, neurips_pair_rgb) {
