@@ -1021,6 +1021,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
                              {"initial_patch_size", lo.augment.initial_patch},
                              {"precision", precision_text},
                              {"device", device.str()},
+                             {"cuda_graph", step_options.cuda_graph},
                              {"learning_rate", options.initial_lr},
                              {"weight_decay", options.weight_decay},
                              {"momentum", options.momentum},

@@ -271,6 +271,7 @@ TEST(Train_Loop, network_overrides_shrink_the_model) {
   EXPECT_EQ(folder.network.n_conv_per_stage_decoder.size(), 1u);
   EXPECT_EQ(folder.network.patch_size, (std::vector<int>{16, 16}));
   EXPECT_EQ(r.metadata["training"]["0"]["network_overrides"]["stages"], 2);
+  EXPECT_EQ(r.metadata["training"]["0"]["cuda_graph"], false);  // auto on the CPU: ordinary steps
   auto net = model::load_network(folder, "0");
   net->set_deep_supervision(false);
   torch::NoGradGuard g;
