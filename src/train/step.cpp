@@ -7,7 +7,6 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
@@ -16,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/fault_injection.h"
+#include "train/device.h"
 #include "train/tensor_text.h"
 
 namespace umamba::train {
@@ -64,11 +64,8 @@ Optimization::Optimization(std::shared_ptr<model::SegmentationNetwork> net,
       device_(device),
       scaler_(options.precision == Precision::F16, device) {
   UMAMBA_CHECK(net_ != nullptr, "optimisation: no network");
-#if defined(UMAMBA_TORCH_HAS_CUDA)
   // "cuda" is the current device: named, for the allocator's statistics and the graph's streams.
-  if (device_.is_cuda() && !device_.has_index())
-    device_ = torch::Device(torch::kCUDA, c10::cuda::current_device());
-#endif
+  device_ = with_device_index(device_);
   UMAMBA_CHECK(options_.max_nonfinite >= 1, "--max-nonfinite {}: at least 1",
                options_.max_nonfinite);
   net_->to(device_);
@@ -161,21 +158,10 @@ void drop_gradients(torch::optim::Optimizer& optimizer) {
 // What the device held when a step ran out of memory, for the message: the memory in use and the
 // step's peak so far against the card's total (CUDA); empty elsewhere.
 std::string device_memory_text(const torch::Device& device) {
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    const auto& bytes =
-        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
-    const double gib = 1024.0 * 1024.0 * 1024.0;
-    const double total =
-        static_cast<double>(at::cuda::getDeviceProperties(device.index())->totalGlobalMem);
-    return fmt::format(" ({:.1f} GiB in use, {:.1f} GiB at the peak, of {:.1f} GiB on {})",
-                       static_cast<double>(bytes.current) / gib,
-                       static_cast<double>(bytes.peak) / gib, total / gib, device.str());
-  }
-#endif
-  (void)device;
-  return {};
+  if (!device.is_cuda()) return {};
+  const DeviceMemory m = device_memory(device);
+  return fmt::format(" ({:.1f} GiB in use, {:.1f} GiB at the peak, of {:.1f} GiB on {})",
+                     m.in_use_gb, m.peak_gb, m.total_gb, device.str());
 }
 
 }  // namespace

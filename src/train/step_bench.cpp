@@ -8,7 +8,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #endif
 
@@ -22,6 +21,7 @@
 #include "core/error.h"
 #include "model/networks.h"
 #include "train/augment.h"
+#include "train/device.h"
 #include "train/loss.h"
 #include "train/step.h"
 
@@ -41,32 +41,14 @@ void synchronize(const torch::Device& device) {
   (void)device;
 }
 
-// Device memory in GiB: the peak of what tensors held since the last reset, and what the caching
-// allocator has reserved from the driver (with a CUDA graph this includes the graph's pool, whose
-// blocks count as free between replays).
-std::pair<double, double> device_memory_gb(const torch::Device& device) {
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    const double gib = 1024.0 * 1024.0 * 1024.0;
-    return {static_cast<double>(stats.allocated_bytes[all].peak) / gib,
-            static_cast<double>(stats.reserved_bytes[all].current) / gib};
-  }
-#endif
-  (void)device;
-  return {0.0, 0.0};
-}
-
+// Between runs: the blocks the last run left cached go back to the driver and the peak restarts,
+// so each run's figures are its own.
 void reset_device_memory(const torch::Device& device) {
+  synchronize(device);
 #if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda()) {
-    synchronize(device);
-    c10::cuda::CUDACachingAllocator::emptyCache();
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-  }
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
-  (void)device;
+  reset_peak_device_memory(device);
 }
 
 std::string device_name(const torch::Device& device) {
@@ -272,11 +254,7 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
                "bench train-step: empty architecture, batch or mode list");
   UMAMBA_CHECK(o.iterations >= 1, "bench train-step: --iterations {} must be positive",
                o.iterations);
-  torch::Device device(o.device);
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda() && !device.has_index())
-    device = torch::Device(torch::kCUDA, c10::cuda::current_device());
-#endif
+  const torch::Device device = with_device_index(torch::Device(o.device));
   for (const auto& m : o.modes) {
     UMAMBA_CHECK(m == "off" || m == "on", "bench train-step: mode '{}': expected off or on", m);
     UMAMBA_CHECK(m == "off" || device.is_cuda(),
@@ -329,14 +307,14 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
         for (int i = 0; i < o.iterations; ++i) (void)opt.step(batch.data, batch.targets);
         synchronize(device);
         const double ms = ms_since(t0) / o.iterations;
-        const auto [peak, reserved] = device_memory_gb(device);
+        const DeviceMemory memory = device_memory(device);
         result["runs"].push_back({{"architecture", model::to_string(arch)},
                                   {"batch", n},
                                   {"cuda_graph", mode},
                                   {"ms_per_step", ms},
                                   {"samples_per_s", 1000.0 * static_cast<double>(n) / ms},
-                                  {"peak_allocated_gb", peak},
-                                  {"reserved_gb", reserved},
+                                  {"peak_allocated_gb", memory.peak_gb},
+                                  {"reserved_gb", memory.reserved_gb},
                                   {"graph_captures", opt.graph_captures()}});
         points[mode].emplace_back(static_cast<double>(n), ms);
 

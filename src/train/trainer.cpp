@@ -5,10 +5,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-
 #include <fmt/ranges.h>
 
 #include <algorithm>
@@ -37,6 +33,7 @@
 #include "train/augment.h"
 #include "train/data_parallel.h"
 #include "train/dataset.h"
+#include "train/device.h"
 #include "train/distributed.h"
 #include "train/loss.h"
 #include "train/plot.h"
@@ -462,27 +459,9 @@ nlohmann::json export_model(const fs::path& output, const std::string& fold,
 // Peak device memory of tensors since the last reset. With a captured step the activations live
 // in the graph's pool, whose blocks count as free between replays, so the memory the caching
 // allocator holds (reserved) is reported when it is larger.
-double peak_gpu_gb(torch::Device device, bool graph_captured) {
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    double bytes = static_cast<double>(stats.allocated_bytes[all].peak);
-    if (graph_captured)
-      bytes = std::max(bytes, static_cast<double>(stats.reserved_bytes[all].current));
-    return bytes / (1024.0 * 1024.0 * 1024.0);
-  }
-#endif
-  (void)device;
-  (void)graph_captured;
-  return 0;
-}
-
-void reset_peak_gpu(torch::Device device) {
-#if defined(UMAMBA_TORCH_HAS_CUDA)
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-#endif
-  (void)device;
+double peak_gpu_gb(const torch::Device& device, bool graph_captured) {
+  const DeviceMemory m = device_memory(device);
+  return graph_captured ? std::max(m.peak_gb, m.reserved_gb) : m.peak_gb;
 }
 
 // --stages, --base-features, --max-features on the configuration built from the plans.
@@ -873,7 +852,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
   int64_t run_iterations = 0;
   {
     BatchLoader loader(train_cases, lo, state.epoch * options.iterations + state.iteration);
-    reset_peak_gpu(device);
+    reset_peak_device_memory(device);
     while (state.epoch < options.epochs) {
       const double lr =
           poly_lr(options.initial_lr, state.epoch, options.epochs, options.poly_exponent);
@@ -953,7 +932,7 @@ TrainResult train(const plan::DatasetDescription& dataset, const nlohmann::json&
         if (group) group->barrier();
       }
       r.peak_gpu_memory_gb = peak_gpu_gb(device, opt.graph_captures() > 0);
-      reset_peak_gpu(device);
+      reset_peak_device_memory(device);
       r.seconds = seconds_before + seconds_since(epoch_t0);
       state.history.push_back(r);
       ++state.epoch;
