@@ -34,14 +34,10 @@
 # WORK_DIR (default: a new temporary folder) keeps the data, plans, model folders and logs.
 set -euo pipefail
 
-if [[ $# -lt 1 ]]; then
-  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
-  exit 64
-fi
-UMAMBA=$(realpath "$1")
-WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/bench-ddp.XXXXXX")}
-mkdir -p "$WORK"
-WORK=$(realpath "$WORK")
+# shellcheck source=lib/train-bench.sh
+BENCH_NAME=bench-ddp
+source "$(dirname "$(realpath "$0")")/lib/train-bench.sh"
+bench_start 2 "$@"
 ITERS=${BENCH_ITERS:-40}
 LOSS_ITERS=${BENCH_LOSS_ITERS:-20}
 ARCHS=${BENCH_ARCHS:-bot enc}
@@ -53,21 +49,9 @@ BATCH=12
 # NVLink SHARP (multicast) stays off on these machines (see the device notes).
 export NCCL_NVLS_ENABLE=0
 
-[[ -x "$UMAMBA" ]] || { echo "bench-ddp: $UMAMBA is not an executable" >&2; exit 64; }
-GPUS=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l || echo 0)
-if [[ "$GPUS" -lt 2 ]]; then
-  echo "bench-ddp: needs 2 GPUs (nvidia-smi lists $GPUS)" >&2
-  exit 65
-fi
-
-echo "== bench-ddp: $(date -u +%FT%TZ) on $(hostname); work folder $WORK"
-"$UMAMBA" --version 2>/dev/null || true
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 echo "global batch $BATCH, patch 512x512, precision $PRECISION, NCCL_NVLS_ENABLE=$NCCL_NVLS_ENABLE"
 
-# shellcheck source=lib/train-bench.sh
-BENCH_NAME=bench-ddp
-source "$(dirname "$(realpath "$0")")/lib/train-bench.sh"
 prepare_data
 echo "CUDA graph of the training step: ${UMAMBA_TRAIN_CUDA_GRAPH:-auto} (UMAMBA_TRAIN_CUDA_GRAPH)"
 

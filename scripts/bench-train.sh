@@ -27,14 +27,10 @@
 # WORK_DIR (default: a new temporary folder) keeps the data, plans, model folders and logs.
 set -euo pipefail
 
-if [[ $# -lt 1 ]]; then
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
-  exit 64
-fi
-UMAMBA=$(realpath "$1")
-WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/bench-train.XXXXXX")}
-mkdir -p "$WORK"
-WORK=$(realpath "$WORK")
+# shellcheck source=lib/train-bench.sh
+BENCH_NAME=bench-train
+source "$(dirname "$(realpath "$0")")/lib/train-bench.sh"
+bench_start 1 "$@"
 ITERS=${BENCH_ITERS:-40}
 LOSS_ITERS=${BENCH_LOSS_ITERS:-20}
 ARCHS=${BENCH_ARCHS:-bot enc}
@@ -46,21 +42,9 @@ BATCH=12
 PORT=0 # one process: no rendezvous
 unset UMAMBA_TRAIN_CUDA_GRAPH # each run names its setting
 
-[[ -x "$UMAMBA" ]] || { echo "bench-train: $UMAMBA is not an executable" >&2; exit 64; }
-GPUS=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l || echo 0)
-if [[ "$GPUS" -lt 1 ]]; then
-  echo "bench-train: needs a GPU (nvidia-smi lists none)" >&2
-  exit 65
-fi
-
-echo "== bench-train: $(date -u +%FT%TZ) on $(hostname); work folder $WORK"
-"$UMAMBA" --version 2>/dev/null || true
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | head -1
 echo "patch 512x512, precision $PRECISION, batches $BATCHES"
 
-# shellcheck source=lib/train-bench.sh
-BENCH_NAME=bench-train
-source "$(dirname "$(realpath "$0")")/lib/train-bench.sh"
 prepare_data
 
 for ARCH in $ARCHS; do

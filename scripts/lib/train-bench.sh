@@ -1,6 +1,33 @@
 # scripts/lib/train-bench.sh: what bench-ddp.sh and bench-train.sh share, sourced by both (not
-# run on its own). The caller sets UMAMBA (binary), WORK (folder), BATCH, PRECISION, WORKERS,
-# IMAGES, PORT and BENCH_NAME (for messages) before calling these.
+# run on its own). The caller sets BENCH_NAME (for messages) before sourcing, then calls
+# bench_start, and sets BATCH, PRECISION, WORKERS, IMAGES and PORT before the others.
+
+# bench_start MIN_GPUS "$@": without arguments prints the calling script's header comment (its
+# usage) and exits 64; else sets UMAMBA (the binary, $1) and WORK ($2, or a
+# new temporary folder), both absolute, exits 64 when UMAMBA is not an executable and 65 when
+# nvidia-smi lists fewer than MIN_GPUS GPUs, and prints the run's first lines.
+bench_start() {
+  local min_gpus=$1
+  shift
+  if [[ $# -lt 1 ]]; then
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    exit 64
+  fi
+  UMAMBA=$(realpath "$1")
+  WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/$BENCH_NAME.XXXXXX")}
+  mkdir -p "$WORK"
+  WORK=$(realpath "$WORK")
+  [[ -x "$UMAMBA" ]] || { echo "$BENCH_NAME: $UMAMBA is not an executable" >&2; exit 64; }
+  local gpus
+  # (no nvidia-smi: 0; `|| echo 0` inside the substitution would add a second line under pipefail)
+  gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l) || gpus=0
+  if [[ "$gpus" -lt "$min_gpus" ]]; then
+    echo "$BENCH_NAME: needs $min_gpus GPU(s) (nvidia-smi lists $gpus)" >&2
+    exit 65
+  fi
+  echo "== $BENCH_NAME: $(date -u +%FT%TZ) on $(hostname); work folder $WORK"
+  "$UMAMBA" --version 2>/dev/null || true
+}
 
 # prepare_data: synthetic cells (IMAGES images of 1024²) and 2D plans under WORK, once.
 prepare_data() {
