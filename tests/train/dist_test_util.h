@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -23,20 +24,48 @@ namespace umamba::train::testing {
 
 namespace fs = std::filesystem;
 
-// A port the kernel just handed out on the loopback interface (free at the time of the call).
+// A port for a test's rendezvous, free at the time of the call. It is drawn at random from below
+// the kernel's ephemeral range (net.ipv4.ip_local_port_range): a port the kernel handed out for
+// bind(0) is handed out again, and tests running beside this one (ctest -j) open Gloo listeners
+// and client sockets on ephemeral ports all the time, so such a port was taken again between the
+// draw and rank 0's listen often enough to fail CI. Below the range, only another test's own draw
+// can collide; the process launchers below retry on "address already in use" for that.
 inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-    return 29500 + (::getpid() % 1000);
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
+  int ephemeral_low = 32768;
+  {
+    std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 0;
+    if (range >> low && low > 0) ephemeral_low = low;
+  }
+  const int first = 10000;
+  std::random_device seed;
+  std::mt19937 rng(seed() ^ static_cast<unsigned>(::getpid()));
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const bool below = ephemeral_low > first + 1000;
+    const int port = below ? std::uniform_int_distribution<int>(first, ephemeral_low - 1)(rng) : 0;
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    int got = -1;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+      socklen_t len = sizeof(a);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      got = ntohs(a.sin_port);
+    }
+    ::close(fd);
+    if (got > 0) return got;
+  }
+  return 29500 + (::getpid() % 1000);
+}
+
+// Whether a rendezvous failed because its port was taken (then the caller draws another port and
+// starts the ranks again).
+inline bool port_was_taken(const std::string& log) {
+  return log.find("address already in use") != std::string::npos ||
+         log.find("EADDRINUSE") != std::string::npos;
 }
 
 #ifdef UMAMBA_CLI_PATH

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <set>
@@ -198,6 +199,43 @@ TEST(Train_Distributed, rank_oversampling_forces_the_global_batch_samples) {
   }
 }
 
+// CI failed once with rank 0's rendezvous refused (EADDRINUSE): the test's port was one the kernel
+// had handed out for bind(0), and a test running beside it took that ephemeral port again before
+// rank 0 listened. The tests' ports now come from below the ephemeral range, and a taken port is
+// recognised from rank 0's message so the launch is retried on another.
+TEST(Train_Distributed, regression_test_ports_avoid_the_ephemeral_range) {
+  int low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low;
+  std::set<int> seen;
+  for (int i = 0; i < 20; ++i) {
+    const int port = free_port();
+    EXPECT_GE(port, 1024);
+    if (low > 11000) {
+      EXPECT_LT(port, low);
+    }
+    seen.insert(port);
+  }
+  EXPECT_GT(seen.size(), 10u);  // drawn at random, not one port over and over
+  // A port someone listens on is refused with the message port_was_taken looks for.
+  const int busy = free_port();
+  Rendezvous first;
+  first.rank = 0;
+  first.world_size = 1;
+  first.master_addr = "127.0.0.1";
+  first.master_port = busy;
+  ProcessGroup holder(first, "gloo", torch::kCPU, std::chrono::seconds(10));
+  Rendezvous second = first;
+  second.world_size = 2;
+  try {
+    ProcessGroup clash(second, "gloo", torch::kCPU, std::chrono::seconds(2));
+    ADD_FAILURE() << "a second rank 0 on port " << busy << " was not refused";
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(port_was_taken(e.what())) << e.what();
+    EXPECT_NE(std::string(e.what()).find("port is free"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(port_was_taken("rank 0 of 2: the output folder already holds a training run"));
+}
+
 TEST(Train_Distributed, bucket_assignment_reverse_order_with_a_size_cap) {
   // Reference: walk the parameters from the last, close a bucket once it reaches the cap.
   torch::manual_seed(3);
@@ -231,26 +269,30 @@ TEST(Train_Distributed, bucket_assignment_reverse_order_with_a_size_cap) {
 
 // Runs fn(rank, group) on two threads, each with its own Gloo process group on localhost.
 void with_two_ranks(const std::function<void(int, ProcessGroup&)>& fn) {
-  const int port = free_port();
-  std::vector<std::thread> threads;
   std::vector<std::string> errors(2);
-  for (int rank = 0; rank < 2; ++rank) {
-    threads.emplace_back([&, rank] {
-      try {
-        Rendezvous r;
-        r.rank = rank;
-        r.world_size = 2;
-        r.local_rank = rank;
-        r.master_addr = "127.0.0.1";
-        r.master_port = port;
-        ProcessGroup group(r, "gloo", torch::kCPU, std::chrono::seconds(60));
-        fn(rank, group);
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(rank)] = e.what();
-      }
-    });
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const int port = free_port();
+    std::vector<std::thread> threads;
+    errors.assign(2, "");
+    for (int rank = 0; rank < 2; ++rank) {
+      threads.emplace_back([&, rank] {
+        try {
+          Rendezvous r;
+          r.rank = rank;
+          r.world_size = 2;
+          r.local_rank = rank;
+          r.master_addr = "127.0.0.1";
+          r.master_port = port;
+          ProcessGroup group(r, "gloo", torch::kCPU, std::chrono::seconds(60));
+          fn(rank, group);
+        } catch (const std::exception& e) {
+          errors[static_cast<size_t>(rank)] = e.what();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    if (!port_was_taken(errors[0])) break;  // else another test took the port: a new one
   }
-  for (auto& t : threads) t.join();
   EXPECT_EQ(errors[0], "");
   EXPECT_EQ(errors[1], "");
 }
@@ -501,24 +543,33 @@ class Train_DistributedCli : public ::testing::Test {
             (dir_.path() / "cache").string()};
   }
   // Runs W processes of `umamba train` (W = 1: no data-parallel flags); returns their exit codes.
+  // A rendezvous whose port another test took meanwhile is started again on a new port.
   std::vector<int> run(int world, const std::vector<std::string>& base,
                        const std::vector<std::string>& outputs, const std::string& tag) {
-    const int port = free_port();
-    std::vector<pid_t> pids;
-    for (int r = 0; r < world; ++r) {
-      std::vector<std::string> a = base;
-      a.insert(a.end(), {"-o", outputs[static_cast<size_t>(r)]});
-      if (world > 1) {
-        a.insert(a.end(), {"--world-size", std::to_string(world), "--rank", std::to_string(r),
-                           "--master-addr", "127.0.0.1", "--master-port", std::to_string(port),
-                           "--dist-backend", "gloo", "--dist-timeout", "2"});
-      }
-      const fs::path log = dir_.path() / (tag + "_rank" + std::to_string(r) + ".log");
-      pids.push_back(spawn_umamba(a, log));
-      EXPECT_GT(pids.back(), 0);
-    }
     std::vector<int> codes;
-    for (pid_t p : pids) codes.push_back(wait_exit(p));
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const int port = free_port();
+      std::vector<pid_t> pids;
+      for (int r = 0; r < world; ++r) {
+        std::vector<std::string> a = base;
+        a.insert(a.end(), {"-o", outputs[static_cast<size_t>(r)]});
+        if (world > 1) {
+          a.insert(a.end(), {"--world-size", std::to_string(world), "--rank", std::to_string(r),
+                             "--master-addr", "127.0.0.1", "--master-port", std::to_string(port),
+                             "--dist-backend", "gloo", "--dist-timeout", "2"});
+        }
+        const fs::path log = dir_.path() / (tag + "_rank" + std::to_string(r) + ".log");
+        pids.push_back(spawn_umamba(a, log));
+        EXPECT_GT(pids.back(), 0);
+      }
+      codes.assign(1, wait_exit(pids[0]));
+      const bool again = world > 1 && codes[0] != 0 && port_was_taken(log_of(tag, 0));
+      for (size_t r = 1; r < pids.size(); ++r) {
+        if (again) ::kill(pids[r], SIGKILL);  // it would wait for rank 0 until the timeout
+        codes.push_back(wait_exit(pids[r]));
+      }
+      if (!again) break;
+    }
     return codes;
   }
   std::string log_of(const std::string& tag, int r) const {
@@ -622,33 +673,39 @@ TEST_F(Train_DistributedCli, torchrun_and_slurm_variables_start_per_rank_streams
   ASSERT_EQ(run(1, common(4), {(d / "warm").string()}, "warm"), std::vector<int>({0}))
       << log_of("warm", 0);
   for (const std::string launcher : {"torchrun", "slurm"}) {
-    const int port = free_port();
-    std::vector<pid_t> pids;
-    for (int r = 0; r < 2; ++r) {
-      std::vector<std::pair<std::string, std::string>> env;
-      if (launcher == "torchrun") {
-        env = {{"RANK", std::to_string(r)},
-               {"WORLD_SIZE", "2"},
-               {"LOCAL_RANK", std::to_string(r)},
-               {"MASTER_ADDR", "127.0.0.1"},
-               {"MASTER_PORT", std::to_string(port)}};
-      } else {
-        env = {{"SLURM_PROCID", std::to_string(r)},
-               {"SLURM_NTASKS", "2"},
-               {"SLURM_LOCALID", std::to_string(r)},
-               {"SLURM_JOB_NODELIST", "localhost"},
-               {"MASTER_PORT", std::to_string(port)}};
+    const auto log_path = [&](int r) { return d / (launcher + std::to_string(r) + ".log"); };
+    std::vector<int> codes;
+    for (int attempt = 0; attempt < 3; ++attempt) {  // again on a new port if it was taken
+      const int port = free_port();
+      std::vector<pid_t> pids;
+      for (int r = 0; r < 2; ++r) {
+        std::vector<std::pair<std::string, std::string>> env;
+        if (launcher == "torchrun") {
+          env = {{"RANK", std::to_string(r)},
+                 {"WORLD_SIZE", "2"},
+                 {"LOCAL_RANK", std::to_string(r)},
+                 {"MASTER_ADDR", "127.0.0.1"},
+                 {"MASTER_PORT", std::to_string(port)}};
+        } else {
+          env = {{"SLURM_PROCID", std::to_string(r)},
+                 {"SLURM_NTASKS", "2"},
+                 {"SLURM_LOCALID", std::to_string(r)},
+                 {"SLURM_JOB_NODELIST", "localhost"},
+                 {"MASTER_PORT", std::to_string(port)}};
+        }
+        auto a = common(4);  // default: per-rank sampling, augmentation on
+        a.insert(a.end(), {"-o", (d / launcher).string(), "--debug-dump",
+                           (d / (launcher + "_dump")).string(), "--dist-timeout", "2"});
+        pids.push_back(spawn_umamba(a, log_path(r), env));
+        ASSERT_GT(pids.back(), 0);
       }
-      auto a = common(4);  // default: per-rank sampling, augmentation on
-      a.insert(a.end(), {"-o", (d / launcher).string(), "--debug-dump",
-                         (d / (launcher + "_dump")).string(), "--dist-timeout", "2"});
-      pids.push_back(spawn_umamba(a, d / (launcher + std::to_string(r) + ".log"), env));
-      ASSERT_GT(pids.back(), 0);
+      codes = {wait_exit(pids[0])};
+      const bool again = codes[0] != 0 && port_was_taken(slurp(log_path(0)));
+      if (again) ::kill(pids[1], SIGKILL);
+      codes.push_back(wait_exit(pids[1]));
+      if (!again) break;
     }
-    for (int r = 0; r < 2; ++r) {
-      EXPECT_EQ(wait_exit(pids[static_cast<size_t>(r)]), 0)
-          << slurp(d / (launcher + std::to_string(r) + ".log"));
-    }
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(codes[static_cast<size_t>(r)], 0) << slurp(log_path(r));
     const std::string log0 = slurp(d / (launcher + "0.log"));
     EXPECT_NE(log0.find(launcher == "torchrun" ? "torchrun variables" : "SLURM variables"),
               std::string::npos)
