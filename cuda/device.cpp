@@ -67,6 +67,15 @@ DeviceInfo device_info() {
   return info;
 }
 
+int current_multiprocessors() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+        "reading the multiprocessor count");
+  return sms;
+}
+
 std::size_t device_free_bytes() {
   std::size_t free_bytes = 0, total = 0;
   check(cudaMemGetInfo(&free_bytes, &total), "cudaMemGetInfo");

@@ -23,7 +23,8 @@ struct DeviceInfo {
   std::size_t l2_bytes = 0;
   double peak_bandwidth_gbps = 0;  // 2 x memory clock x bus width (the datasheet figure)
 };
-DeviceInfo device_info();  // the current device
+DeviceInfo device_info();       // the current device
+int current_multiprocessors();  // the current device's multiprocessor count (what plans read)
 std::size_t device_free_bytes();
 
 class DeviceBuffer {

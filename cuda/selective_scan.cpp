@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "cuda/device.h"
 #include "cuda/selective_scan_launch.h"
 
 namespace umamba::cuda {
@@ -85,12 +86,7 @@ std::string ScanPlan::describe() const {
 }
 
 ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning) {
-  int device = 0;
-  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-  int sms = 0;
-  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-             "reading the multiprocessor count");
-  return plan_scan(shape, tuning, sms);
+  return plan_scan(shape, tuning, current_multiprocessors());
 }
 
 ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multiprocessors) {

@@ -35,8 +35,25 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "cuda/selective_scan_launch.h"
+
+// Built as CUDA, or as C++ for the SIMT emulator (tests/cuda/simt: UMAMBA_SIMT_EMULATION, the
+// emulator's header included first), which runs these kernels on the CPU in CI. The differences
+// are confined to this block and the launchers at the end: exp2f for ex2.approx, the dynamic
+// shared memory, the vector atomics and how a kernel is launched.
+#ifdef UMAMBA_SIMT_EMULATION
+#define UMAMBA_DYNAMIC_SHARED(name) \
+  float* name = static_cast<float*>(::umamba::simt::dynamic_shared())
+#define UMAMBA_VECTOR_ATOMICS 1
+#else
+#define UMAMBA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) float name[]
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define UMAMBA_VECTOR_ATOMICS 1  // atomicAdd on float4 (sm_90)
+#endif
+#endif
 
 namespace umamba::cuda::detail {
 
@@ -44,9 +61,13 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ float ex2(float x) {
+#ifdef __CUDA_ARCH__
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#else
+  return exp2f(x);
+#endif
 }
 __device__ __forceinline__ float softplus_f(float x) {
   return x > 20.f ? x : log1pf(__expf(x));
@@ -676,7 +697,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         __syncwarp();
         const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
         const int lim = t_end - t0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef UMAMBA_VECTOR_ATOMICS
         if (active && p.vec_dbc) {
 #pragma unroll
           for (int i = 0; i < kStateChunk / 128; ++i) {
@@ -816,7 +837,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_short_kernel(const Bw
 template <typename T, bool kStageInRow, int kMinBlocks, int kReduce>
 __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
     scan_bwd_long_kernel(const BwdParams p) {
-  extern __shared__ __align__(16) float smem[];
+  UMAMBA_DYNAMIC_SHARED(smem);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
@@ -1048,7 +1069,25 @@ __global__ void zero_ranges_kernel(const ZeroRanges z) {
 }
 
 inline int launch_error() {
+#ifdef UMAMBA_SIMT_EMULATION
+  return 0;  // a failed emulated launch has already thrown
+#else
   return static_cast<int>(cudaGetLastError());
+#endif
+}
+
+// kernel<<<blocks, threads, shared_bytes, stream>>>(params), or its emulation.
+template <typename Params>
+void launch_kernel(void (*kernel)(Params), std::int64_t blocks, int threads, int shared_bytes,
+                   Stream stream, const Params& params) {
+#ifdef UMAMBA_SIMT_EMULATION
+  (void)stream;
+  if (!::umamba::simt::launch(kernel, static_cast<unsigned>(blocks), static_cast<unsigned>(threads),
+                              static_cast<std::size_t>(shared_bytes), params))
+    throw std::runtime_error("simt emulator: " + ::umamba::simt::last_error());
+#else
+  kernel<<<static_cast<unsigned>(blocks), threads, shared_bytes, stream>>>(params);
+#endif
 }
 
 template <typename T>
@@ -1059,21 +1098,20 @@ int launch_forward(const FwdParams& p, Stream stream) {
     const int per_block = kFwdWarps / p.state_split;
     const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
     if (p.items == 8) {
-      scan_fwd_short_kernel<T, 8><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+      launch_kernel(scan_fwd_short_kernel<T, 8>, blocks, kFwdWarps * 32, 0, stream, p);
     } else {
-      scan_fwd_short_kernel<T, kFwdItems><<<blocks, kFwdWarps * 32, 0, stream>>>(p);
+      launch_kernel(scan_fwd_short_kernel<T, kFwdItems>, blocks, kFwdWarps * 32, 0, stream, p);
     }
     return launch_error();
   }
   const std::int64_t per_seg =
       static_cast<std::int64_t>(p.batch) * ((p.dim + kFwdWarps - 1) / kFwdWarps);
   if (p.segments > 1) {
-    scan_fwd_long_kernel<T, true>
-        <<<static_cast<unsigned>(per_seg * (p.segments - 1)), kFwdWarps * 32, 0, stream>>>(p);
+    launch_kernel(scan_fwd_long_kernel<T, true>, per_seg * (p.segments - 1), kFwdWarps * 32, 0,
+                  stream, p);
     if (const int e = launch_error()) return e;
   }
-  scan_fwd_long_kernel<T, false>
-      <<<static_cast<unsigned>(per_seg * p.segments), kFwdWarps * 32, 0, stream>>>(p);
+  launch_kernel(scan_fwd_long_kernel<T, false>, per_seg * p.segments, kFwdWarps * 32, 0, stream, p);
   return launch_error();
 }
 
@@ -1091,20 +1129,20 @@ int launch_backward(const BwdParams& p, Stream stream) {
     const std::int64_t want = (bc / 4 + 255) / 256;
     const auto blocks =
         static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>(want, 4096)));
-    zero_ranges_kernel<T><<<blocks, 256, 0, stream>>>(z);
+    launch_kernel(zero_ranges_kernel<T>, blocks, 256, 0, stream, z);
     if ((e = launch_error())) return e;
   }
   if (p.lanes < 32) {
     const std::int64_t warps = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const auto blocks = static_cast<unsigned>((warps + kBwdWarps - 1) / kBwdWarps);
-    scan_bwd_short_kernel<T><<<blocks, kBwdWarps * 32, 0, stream>>>(p);
+    launch_kernel(scan_bwd_short_kernel<T>, blocks, kBwdWarps * 32, 0, stream, p);
     return launch_error();
   }
   if (p.segments > 1) {
     const std::int64_t per_seg =
         static_cast<std::int64_t>(p.batch) * ((p.dim + kBwdWarps - 1) / kBwdWarps);
-    scan_bwd_summary_kernel<T>
-        <<<static_cast<unsigned>(per_seg * (p.segments - 1)), kBwdWarps * 32, 0, stream>>>(p);
+    launch_kernel(scan_bwd_summary_kernel<T>, per_seg * (p.segments - 1), kBwdWarps * 32, 0, stream,
+                  p);
     if ((e = launch_error())) return e;
   }
   const int smem = bwd_smem_bytes(p);
@@ -1124,11 +1162,13 @@ int launch_backward(const BwdParams& p, Stream stream) {
              : bps == 3 ? scan_bwd_long_kernel<T, true, 3, kReduceWarp>
                         : scan_bwd_long_kernel<T, true, 2, kReduceWarp>;
   }
+#ifndef UMAMBA_SIMT_EMULATION
   if (smem > 48 * 1024) {
     if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)))
       return e;
   }
-  kernel<<<blocks, kBwdWarps * 32, smem, stream>>>(p);
+#endif
+  launch_kernel(kernel, blocks, kBwdWarps * 32, smem, stream, p);
   return launch_error();
 }
 

@@ -19,6 +19,12 @@
 #include "cuda/selective_scan.h"
 #include "cuda/selective_scan_ref.h"
 
+// The same cases run on the GPU (Cuda_SelectiveScan, label gpu) and, built with the SIMT emulator
+// (tests/cuda/simt), on the CPU in every build with the CUDA toolkit (Cuda_SelectiveScanEmulated).
+#ifndef UMAMBA_SCAN_SUITE
+#define UMAMBA_SCAN_SUITE Cuda_SelectiveScan
+#endif
+
 namespace {
 
 using namespace umamba::cuda;
@@ -256,13 +262,13 @@ const std::vector<ScanShape>& grid() {
   return shapes;
 }
 
-TEST(Cuda_SelectiveScan, fp32_grid_matches_reference) {
+TEST(UMAMBA_SCAN_SUITE, fp32_grid_matches_reference) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 100;
   for (const auto& s : grid()) check_case({s, ScanDtype::F32, {}, {}, {}, "default plan"}, seed++);
 }
 
-TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
+TEST(UMAMBA_SCAN_SUITE, fp32_forced_plans_match_reference) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 200;
   const std::vector<std::pair<ScanTuning, std::string>> plans = {
@@ -287,7 +293,7 @@ TEST(Cuda_SelectiveScan, fp32_forced_plans_match_reference) {
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);
 }
 
-TEST(Cuda_SelectiveScan, fp32_optional_inputs_off) {
+TEST(UMAMBA_SCAN_SUITE, fp32_optional_inputs_off) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 300;
   const std::vector<std::pair<ProblemOptions, std::string>> variants = {
@@ -303,7 +309,7 @@ TEST(Cuda_SelectiveScan, fp32_optional_inputs_off) {
     }
 }
 
-TEST(Cuda_SelectiveScan, fp32_strided_and_unaligned_layouts) {
+TEST(UMAMBA_SCAN_SUITE, fp32_strided_and_unaligned_layouts) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 400;
   for (const ScanShape s :
@@ -314,7 +320,7 @@ TEST(Cuda_SelectiveScan, fp32_strided_and_unaligned_layouts) {
   }
 }
 
-TEST(Cuda_SelectiveScan, half_precision_inputs_match_reference) {
+TEST(UMAMBA_SCAN_SUITE, half_precision_inputs_match_reference) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 500;
   for (const ScanDtype dt : {ScanDtype::BF16, ScanDtype::F16})
@@ -327,7 +333,7 @@ TEST(Cuda_SelectiveScan, half_precision_inputs_match_reference) {
     }
 }
 
-TEST(Cuda_SelectiveScan, rejects_missing_arguments) {
+TEST(UMAMBA_SCAN_SUITE, rejects_missing_arguments) {
   SKIP_WITHOUT_GPU();
   const ScanShape s{1, 1, 600, 16};
   const ScanPlan plan = plan_scan(s);
