@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <numeric>
 #include <random>
@@ -276,6 +277,12 @@ std::uint32_t shuffle_bits(unsigned mask, std::uint32_t value, int lane_arg, int
     }
   }
   return slot[src];
+}
+
+void misaligned(const char* what, const void* address) {
+  std::fprintf(stderr, "simt emulator: %s at %p is not 16-byte aligned (a fault on the GPU)\n",
+               what, address);
+  std::abort();
 }
 
 void* dynamic_shared() {

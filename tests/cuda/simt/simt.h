@@ -62,6 +62,7 @@ enum class ShuffleMode { Index, Up, Down, Xor };
 std::uint32_t shuffle_bits(unsigned mask, std::uint32_t value, int lane_arg, int width,
                            ShuffleMode mode);
 void* dynamic_shared();  // the block's dynamic shared memory (poisoned with 0xff bytes per block)
+[[noreturn]] void misaligned(const char* what, const void* address);  // prints and aborts
 
 // Runs entry(arg) as a grid of `grid` blocks of `block` threads with `shared_bytes` of dynamic
 // shared memory. False (and last_error()) when the launch met an error.
@@ -139,6 +140,9 @@ inline float atomicAdd(float* p, float v) {
   return old;
 }
 inline float4 atomicAdd(float4* p, float4 v) {
+  // The GPU faults on a misaligned vector access: so does the emulator, loudly.
+  if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0)
+    ::umamba::simt::misaligned("atomicAdd(float4*)", p);
   const float4 old = *p;
   p->x += v.x;
   p->y += v.y;
