@@ -131,6 +131,13 @@ void add_predict_command(CLI::App& app) {
                   "file's; needed for TIFF stacks without resolution information")
       ->capture_default_str()
       ->envname("UMAMBA_PREDICT_SPACING");
+  cmd->add_option("--scale", job->scale,
+                  "2D models: resize each image by this factor before prediction and the "
+                  "prediction back (StarDist's scale; >1 for objects smaller than the training "
+                  "data's, e.g. training diameter / object diameter)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 20.0))
+      ->envname("UMAMBA_PREDICT_SCALE");
   cmd->add_option("--progress", job->progress,
                   "auto (a bar on a terminal, plain lines otherwise), bar, lines, off")
       ->capture_default_str()

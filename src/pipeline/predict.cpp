@@ -599,30 +599,29 @@ Image softmax_channels(const Image& logits) {
   return out;
 }
 
-// nnU-Net's path for a volume at another spacing (reference §4.3-4.4): transpose, normalise,
-// resample (order 3, separate-Z rule), sliding window, logits back (order 1, separate-Z rule),
-// transpose back, arg-max; then the whole-image post-processing and outputs.
-void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
-                       engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
-                       const volumetric::Spacing3& spacing, nlohmann::json& rec) {
+// Prediction on another grid than the input's: the image transposed by `fwd`, resampled from
+// `shape_t` to `there` (data order 3, `axis_there` predicted separately with order 0 as nnU-Net's
+// separate-Z rule, -1: none), the sliding window there, the blended logits back to `shape_t`
+// (order 1, `axis_back`), transposed back, arg-maxed; then the whole-image post-processing.
+struct OtherGrid {
+  std::array<int64_t, 3> fwd{0, 1, 2};  // transpose to the grid's axis order
+  volumetric::Shape3 shape_t{};         // the transposed input's shape
+  volumetric::Shape3 there{};           // the shape predicted at
+  int axis_there = -1, axis_back = -1;
+  const char* why = "";   // for the memory error: what the new grid is
+  const char* undo = "";  // ... and the option that avoids it
+  nlohmann::json record;  // the manifest's description of the grid
+};
+
+void predict_on_grid(Context& ctx, const Item& item, io::ImageReader& reader,
+                     engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
+                     const OtherGrid& g, nlohmann::json& rec) {
   const Shape s = source.shape();
   const int64_t K = ctx.model.num_classes;
   const int64_t C = s.c;
-  const std::array<int64_t, 3> fwd{ctx.model.transpose_forward[0], ctx.model.transpose_forward[1],
-                                   ctx.model.transpose_forward[2]};
   std::array<int64_t, 3> bwd{};
-  for (size_t i = 0; i < 3; ++i) bwd[static_cast<size_t>(fwd[i])] = static_cast<int64_t>(i);
-  const std::array<int64_t, 3> dims{s.z, s.y, s.x};
-  volumetric::Shape3 shape_t{};
-  volumetric::Spacing3 spacing_t{}, target{};
-  for (size_t i = 0; i < 3; ++i) {
-    shape_t[i] = dims[static_cast<size_t>(fwd[i])];
-    spacing_t[i] = spacing[static_cast<size_t>(fwd[i])];
-    target[i] = ctx.model.spacing[i];
-  }
-  const volumetric::Shape3 there = volumetric::target_shape(shape_t, spacing_t, target);
-  const int axis_there = volumetric::separate_z_axis(spacing_t, target);
-  const int axis_back = volumetric::separate_z_axis(target, spacing_t);
+  for (size_t i = 0; i < 3; ++i) bwd[static_cast<size_t>(g.fwd[i])] = static_cast<int64_t>(i);
+  const volumetric::Shape3& there = g.there;
   {
     // The volume, normalised, resampled, its logits there and back (float32), the class map.
     const double n_in = static_cast<double>(s.pixels());
@@ -632,15 +631,14 @@ void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
     const size_t limit = allocation_limit();
     if (bytes > static_cast<double>(limit)) {
       fail_file(item.input.path.string(),
-                "resampling {} to the model's spacing ({}x{}x{} voxels) needs about {:.3g} GB, "
-                "above the allocation limit of {:.3g} GB (UMAMBA_MAX_ALLOC_BYTES); raise the "
-                "limit, or pass --no-resample to predict the volume at its own spacing",
-                to_string(s), there[0], there[1], there[2], bytes / 1e9,
-                static_cast<double>(limit) / 1e9);
+                "{} {} ({}x{}x{} voxels) needs about {:.3g} GB, above the allocation limit of "
+                "{:.3g} GB (UMAMBA_MAX_ALLOC_BYTES); raise the limit, or {}",
+                g.why, to_string(s), there[0], there[1], there[2], bytes / 1e9,
+                static_cast<double>(limit) / 1e9, g.undo);
     }
   }
   // Read, transpose, normalise (nnU-Net normalises before resampling).
-  Image image = transpose_spatial(source.read(Box{0, 0, 0, s.z, s.y, s.x}).contiguous(), fwd);
+  Image image = transpose_spatial(source.read(Box{0, 0, 0, s.z, s.y, s.x}).contiguous(), g.fwd);
   std::vector<engine::ChannelStats> stats;
   const engine::Normalization& norm = ctx.model.normalization;
   if (engine::Normalizer::needs_image_stats(norm, C)) {
@@ -656,22 +654,23 @@ void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
   volumetric::ResampleOptions to_target;
   to_target.order = 3;
   to_target.order_z = 0;
-  to_target.separate_axis = axis_there;
+  to_target.separate_axis = g.axis_there;
   const Image resampled = volumetric::resample_data(data, there, to_target);
   data = Image();
 
-  // Sliding window at the target spacing (already normalised).
+  // Sliding window on the new grid (already normalised).
   engine::Normalization none;
   none.channels = {engine::ChannelNormalization{engine::NormScheme::NoNorm, false, {}}};
   engine::EngineOptions eo = ctx.engine;
   eo.outputs = engine::kLogits;
   Image logits = Image::zeros(DType::F32, {K, there[0], there[1], there[2]}, resampled.geometry());
   engine::ImageSource there_source(resampled);
-  meter.set_lines(there[0]);
+  meter.set_lines(ctx.model.spatial_dims() == 3 ? there[0] : there[0] * there[1]);
   const engine::EngineStats st =
       engine::predict_bands(there_source, model, none, eo, [&](const engine::Band& b) {
         logits.region(Box{b.z0, b.y0, 0, b.dz, b.dy, there[2]}).copy_from(b.logits);
-        meter.lines_done(b.z0 + b.dz);
+        meter.lines_done(ctx.model.spatial_dims() == 3 ? b.z0 + b.dz
+                                                       : b.z0 * there[1] + b.y0 + b.dy);
       });
   rec["engine"] = engine_json(st);
 
@@ -679,8 +678,8 @@ void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
   volumetric::ResampleOptions back;
   back.order = 1;
   back.order_z = 0;
-  back.separate_axis = axis_back;
-  Image logits_back = transpose_spatial(volumetric::resample_data(logits, shape_t, back), bwd);
+  back.separate_axis = g.axis_back;
+  Image logits_back = transpose_spatial(volumetric::resample_data(logits, g.shape_t, back), bwd);
   logits = Image();
   logits_back.geometry() = source.geometry();
   Image classes = volumetric::argmax_channels(logits_back, K <= 256 ? DType::U8 : DType::U16);
@@ -689,17 +688,61 @@ void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
     io::write_image(item.outputs.probabilities, softmax_channels(logits_back));
   }
   logits_back = Image();
-  rec["resampling"] = {{"input_spacing", spacing},
-                       {"target_spacing", ctx.model.spacing},
-                       {"transpose_forward", ctx.model.transpose_forward},
-                       {"shape_at_target", there},
-                       {"separate_axis_to_target", axis_there},
-                       {"separate_axis_back", axis_back},
-                       {"orders", "data 3 (order_z 0), logits back 1 (order_z 0)"}};
+  rec.update(g.record);
   finish_whole(ctx, item, reader, classes, rec);
 }
 
-// Streaming mode: see predict.h. 2D images (Z = 1) under 2D models, or volumes under 3D models.
+// nnU-Net's path for a volume at another spacing (reference §4.3-4.4): transpose, normalise,
+// resample (order 3, separate-Z rule), sliding window, logits back (order 1, separate-Z rule),
+// transpose back, arg-max; then the whole-image post-processing and outputs.
+void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
+                       engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
+                       const volumetric::Spacing3& spacing, nlohmann::json& rec) {
+  const Shape s = source.shape();
+  OtherGrid g;
+  g.fwd = {ctx.model.transpose_forward[0], ctx.model.transpose_forward[1],
+           ctx.model.transpose_forward[2]};
+  const std::array<int64_t, 3> dims{s.z, s.y, s.x};
+  volumetric::Spacing3 spacing_t{}, target{};
+  for (size_t i = 0; i < 3; ++i) {
+    g.shape_t[i] = dims[static_cast<size_t>(g.fwd[i])];
+    spacing_t[i] = spacing[static_cast<size_t>(g.fwd[i])];
+    target[i] = ctx.model.spacing[i];
+  }
+  g.there = volumetric::target_shape(g.shape_t, spacing_t, target);
+  g.axis_there = volumetric::separate_z_axis(spacing_t, target);
+  g.axis_back = volumetric::separate_z_axis(target, spacing_t);
+  g.why = "resampling to the model's spacing:";
+  g.undo = "pass --no-resample to predict the volume at its own spacing";
+  g.record["resampling"] = {{"input_spacing", spacing},
+                            {"target_spacing", ctx.model.spacing},
+                            {"transpose_forward", ctx.model.transpose_forward},
+                            {"shape_at_target", g.there},
+                            {"separate_axis_to_target", g.axis_there},
+                            {"separate_axis_back", g.axis_back},
+                            {"orders", "data 3 (order_z 0), logits back 1 (order_z 0)"}};
+  predict_on_grid(ctx, item, reader, source, model, meter, g, rec);
+}
+
+// --scale (2D models): every plane resized by the factor in Y and X (Z, the plane index, kept:
+// order 0 along it), predicted there, the logits back to the input's plane size.
+void predict_scaled(Context& ctx, const Item& item, io::ImageReader& reader,
+                    engine::RegionSource& source, engine::TileModel& model, TileMeter& meter,
+                    nlohmann::json& rec) {
+  const Shape s = source.shape();
+  const double f = ctx.job.scale;
+  OtherGrid g;
+  g.shape_t = {s.z, s.y, s.x};
+  g.there = {s.z, std::max<int64_t>(1, std::llround(static_cast<double>(s.y) * f)),
+             std::max<int64_t>(1, std::llround(static_cast<double>(s.x) * f))};
+  g.axis_there = g.axis_back = 0;  // planes one by one
+  g.why = "scaling";
+  g.undo = "choose a smaller --scale";
+  g.record["scaling"] = {
+      {"scale", f}, {"shape_scaled", g.there}, {"orders", "data 3, logits back 1, each plane"}};
+  predict_on_grid(ctx, item, reader, source, model, meter, g, rec);
+}
+
 void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& source,
                       engine::TileModel& model, TileMeter& meter, nlohmann::json& rec) {
   const Shape s = source.shape();
@@ -882,8 +925,15 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
                   "whole; pass --no-resample to stream it at its own spacing");
       }
     }
+    const bool scaled = ctx.job.scale != 1.0;  // 2D models only (checked at setup)
+    if (scaled && ctx.job.stream == "always") {
+      fail_file(item.input.path.string(),
+                "--stream always: an image predicted at --scale {} is predicted whole; drop "
+                "--scale or --stream always",
+                ctx.job.scale);
+    }
     bool stream = false;
-    if (resample) {
+    if (resample || scaled) {
       stream = false;
     } else if (ctx.job.stream == "always") {
       if (!streamable) {
@@ -898,6 +948,8 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
     auto run_on = [&](engine::TileModel& m) {
       if (resample) {
         predict_resampled(ctx, item, *reader, source, m, meter, *spacing, rec);
+      } else if (scaled) {
+        predict_scaled(ctx, item, *reader, source, m, meter, rec);
       } else if (stream) {
         predict_streamed(ctx, item, source, m, meter, rec);
       } else {
@@ -991,6 +1043,7 @@ nlohmann::json job_parameters(const PredictJob& job, const ModelInfo& m, PostMod
           {"stream_above", job.stream_above},
           {"resample", job.resample},
           {"spacing", job.spacing},
+          {"scale", job.scale},
           {"model_spacing", m.spacing},
           {"normalization", m.normalization_source}};
 }
@@ -1026,6 +1079,12 @@ PredictSummary run_predict(const PredictJob& job) {
   if (!job.spacing.empty()) parse_spacing(job.spacing);  // a malformed value is a setup error
   const ProgressMode progress_mode = progress_mode_from_name(job.progress);
   const ModelInfo model = inspect_model(job.model.string(), job.folds);
+  UMAMBA_CHECK(job.scale > 0 && std::isfinite(job.scale), "--scale must be positive, got {}",
+               job.scale);
+  UMAMBA_CHECK(job.scale == 1.0 || model.spatial_dims() == 2,
+               "--scale {}: scaling applies to 2D models; a 3D model is resampled to its plans' "
+               "spacing instead (--spacing, --resample)",
+               job.scale);
   const PostMode post = post_mode(job, model);
   engine::EngineOptions eo;
   eo.tile_step = job.tile_step;

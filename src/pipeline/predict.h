@@ -31,7 +31,8 @@
 // grid (order 1, separate-Z by nnU-Net's rule), transposed back, arg-maxed (probabilities: their
 // softmax). The labels land on the input's grid; NIfTI outputs keep the input's header. The
 // input's spacing comes from `spacing`, else the file; a TIFF without resolution information is
-// an error naming --spacing. Resampled files are never streamed. 2D models are not resampled.
+// an error naming --spacing. Resampled files are never streamed. 2D models are not resampled to a
+// spacing; `scale` (2D models) resizes each image plane by a factor instead, the same way.
 //
 // Large inputs: above `stream_above` pixels (Z·Y·X) a 2D image, or a volume under a 3D model, is
 // streamed: the interior class of each band is labelled on its own (postprocess::BandMerger joins
@@ -94,6 +95,11 @@ struct PredictJob {
   // The input's voxel size "z,y,x" (or one value for all axes) in the plans' unit (mm), replacing
   // what the file says; empty: from the file (NIfTI pixdim, TIFF resolution / ImageJ spacing).
   std::string spacing;
+  // 2D models: each image plane is resized by this factor before prediction (data order 3) and
+  // the logits back to the input grid (order 1), as StarDist's `scale`: above 1 when the objects
+  // are smaller than those the model was trained on (Cellpose: training diameter / object
+  // diameter). 1: as it is. Scaled files are predicted whole.
+  double scale = 1.0;
   // post-processing
   std::string postprocess = "auto";  // auto, reclaim, plain, none
   int64_t min_size = 0;
