@@ -1145,6 +1145,10 @@ PredictSummary run_predict(const PredictJob& job) {
             }
           }
         }
+        if (job.scale != 1.0 && model.spatial_dims() == 2) {  // tiled at the scaled size
+          shape.y = std::max<int64_t>(1, std::llround(static_cast<double>(shape.y) * job.scale));
+          shape.x = std::max<int64_t>(1, std::llround(static_cast<double>(shape.x) * job.scale));
+        }
         it.tiles = estimate_tiles(shape, model, job.tile_step);
       } catch (const std::exception&) {
         it.tiles = 0;  // it fails properly when processed
