@@ -69,7 +69,6 @@ struct Fiber {
   ucontext_t uc{};
 #endif
   Wait wait = Wait::None;
-  WarpOp warp_op = WarpOp::None;
   std::uint64_t shuffles = 0;  // this lane's shuffles so far (all lanes agree: same sequence)
 };
 
