@@ -387,21 +387,32 @@ int64_t estimate_tiles(const Shape& s, const ModelInfo& m, double step) {
   return engine::make_tile_grid(shape, patch, dims, step).count();
 }
 
-// Reports the band's progress as tiles (lines finished × tiles per line).
+// Reports the band's progress as tiles (lines finished × tiles per line). A line is a slice under a
+// 3D model (its bands are whole slices) and a row of a slice under a 2D model.
 class TileMeter {
  public:
-  TileMeter(Progress& p, int64_t tiles, int64_t lines) : p_(&p), tiles_(tiles), lines_(lines) {}
-  void set_lines(int64_t lines) { lines_ = lines; }
+  TileMeter(Progress& p, int64_t tiles) : p_(&p), tiles_(tiles) {}
+  // The grid the bands come from: `slices` slices of `rows` rows.
+  void set_grid(bool model3d, int64_t slices, int64_t rows) {
+    model3d_ = model3d;
+    rows_ = rows;
+    lines_ = model3d ? slices : slices * rows;
+  }
+  void band_done(const engine::Band& b) {
+    lines_done(model3d_ ? b.z0 + b.dz : b.z0 * rows_ + b.y0 + b.dy);
+  }
+  int64_t left() const { return std::max<int64_t>(0, tiles_ - reported_); }
+
+ private:
   void lines_done(int64_t done) {
     const int64_t t = lines_ > 0 ? tiles_ * done / lines_ : 0;
     if (t > reported_) p_->tiles_done(t - reported_);
     reported_ = std::max(reported_, t);
   }
-  int64_t left() const { return std::max<int64_t>(0, tiles_ - reported_); }
 
- private:
   Progress* p_;
-  int64_t tiles_, lines_, reported_ = 0;
+  int64_t tiles_, lines_ = 1, rows_ = 1, reported_ = 0;
+  bool model3d_ = false;
 };
 
 nlohmann::json engine_json(const engine::EngineStats& s) {
@@ -468,14 +479,13 @@ void predict_whole(Context& ctx, const Item& item, io::ImageReader& reader,
     prob = std::make_unique<io::TiffBandWriter>(item.outputs.probabilities, Shape{K, s.z, s.y, s.x},
                                                 DType::F32, geometry);
   }
-  const bool model3d = ctx.model.spatial_dims() == 3;
   const engine::EngineStats st =
       engine::predict_bands(source, model, ctx.model.normalization, eo, [&](const engine::Band& b) {
         classes.region(Box{b.z0, b.y0, 0, b.dz, b.dy, s.x}).copy_from(b.classes);
         if (prob) {
           for (int64_t z = 0; z < b.dz; ++z) prob->write_band(b.probabilities.slice(z));
         }
-        meter.lines_done(model3d ? b.z0 + b.dz : b.z0 * s.y + b.y0 + b.dy);
+        meter.band_done(b);
       });
   rec["engine"] = engine_json(st);
   if (prob) prob->finish();
@@ -665,12 +675,11 @@ void predict_on_grid(Context& ctx, const Item& item, io::ImageReader& reader,
   eo.outputs = engine::kLogits;
   Image logits = Image::zeros(DType::F32, {K, there[0], there[1], there[2]}, resampled.geometry());
   engine::ImageSource there_source(resampled);
-  meter.set_lines(ctx.model.spatial_dims() == 3 ? there[0] : there[0] * there[1]);
+  meter.set_grid(ctx.model.spatial_dims() == 3, there[0], there[1]);
   const engine::EngineStats st =
       engine::predict_bands(there_source, model, none, eo, [&](const engine::Band& b) {
         logits.region(Box{b.z0, b.y0, 0, b.dz, b.dy, there[2]}).copy_from(b.logits);
-        meter.lines_done(ctx.model.spatial_dims() == 3 ? b.z0 + b.dz
-                                                       : b.z0 * there[1] + b.y0 + b.dy);
+        meter.band_done(b);
       });
   rec["engine"] = engine_json(st);
 
@@ -724,6 +733,11 @@ void predict_resampled(Context& ctx, const Item& item, io::ImageReader& reader,
   predict_on_grid(ctx, item, reader, source, model, meter, g, rec);
 }
 
+// A plane's side of n pixels at --scale f (at least 1).
+int64_t scaled_size(int64_t n, double f) {
+  return std::max<int64_t>(1, std::llround(static_cast<double>(n) * f));
+}
+
 // --scale (2D models): every plane resized by the factor in Y and X (Z, the plane index, kept:
 // order 0 along it), predicted there, the logits back to the input's plane size.
 void predict_scaled(Context& ctx, const Item& item, io::ImageReader& reader,
@@ -733,8 +747,7 @@ void predict_scaled(Context& ctx, const Item& item, io::ImageReader& reader,
   const double f = ctx.job.scale;
   OtherGrid g;
   g.shape_t = {s.z, s.y, s.x};
-  g.there = {s.z, std::max<int64_t>(1, std::llround(static_cast<double>(s.y) * f)),
-             std::max<int64_t>(1, std::llround(static_cast<double>(s.x) * f))};
+  g.there = {s.z, scaled_size(s.y, f), scaled_size(s.x, f)};
   g.axis_there = g.axis_back = 0;  // planes one by one
   g.why = "scaling";
   g.undo = "choose a smaller --scale";
@@ -748,7 +761,6 @@ void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& sour
   const Shape s = source.shape();
   const int64_t K = ctx.model.num_classes;
   const Geometry geometry = source.geometry();
-  const bool model3d = ctx.model.spatial_dims() == 3;
   const bool instances = ctx.post != PostMode::None;
   engine::EngineOptions eo = ctx.engine;
   std::unique_ptr<io::TiffBandWriter> prob;
@@ -766,9 +778,6 @@ void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& sour
   if (ctx.post == PostMode::Reclaim) {
     notes.push_back("reclaim needs the whole image; streamed with plain instances");
   }
-  auto lines_of = [&](const engine::Band& b) {
-    return model3d ? b.z0 + b.dz : b.z0 * s.y + b.y0 + b.dy;
-  };
 
   if (!instances) {
     // The class map goes straight to the writer.
@@ -779,7 +788,7 @@ void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& sour
             if (prob) prob->write_band(b.probabilities.slice(z));
             writer.write_band(b.classes.slice(z).cast(DType::U16));
           }
-          meter.lines_done(lines_of(b));
+          meter.band_done(b);
         });
     rec["engine"] = engine_json(st);
     if (prob) prob->finish();
@@ -826,7 +835,7 @@ void predict_streamed(Context& ctx, const Item& item, engine::RegionSource& sour
         local_sizes.push_back(std::move(sizes));
         bands.push_back({b.z0, b.dz, b.y0, b.dy, count});
         spill.write(local.data(), n);
-        meter.lines_done(lines_of(b));
+        meter.band_done(b);
       });
   rec["engine"] = engine_json(st);
   if (prob) prob->finish();
@@ -882,7 +891,7 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
                         {"device", device},
                         {"worker", worker},
                         {"model_hash", ctx.model.hash}};
-  TileMeter meter(ctx.progress, item.tiles, 1);
+  TileMeter meter(ctx.progress, item.tiles);
   FileResult result;
   // Nothing is created, replaced or removed for an input whose outputs would leave the folder
   // (checked again here: links may have changed since the run started).
@@ -904,7 +913,7 @@ FileResult process(Context& ctx, const Item& item, engine::TileModel& model,
     engine::ReaderSource file_source(*reader);
     ChannelAdapter source(file_source, ctx.model.in_channels, item.input.path.string());
     const bool model3d = ctx.model.spatial_dims() == 3;
-    meter.set_lines(model3d ? s.z : s.z * s.y);
+    meter.set_grid(model3d, s.z, s.y);
     const bool streamable =
         (s.z == 1 || model3d) && is_tiff_ext(item.outputs.labels.extension().string());
     // Resampling to the plans' spacing (3D models whose plans give one; see predict.h).
@@ -1146,8 +1155,8 @@ PredictSummary run_predict(const PredictJob& job) {
           }
         }
         if (job.scale != 1.0 && model.spatial_dims() == 2) {  // tiled at the scaled size
-          shape.y = std::max<int64_t>(1, std::llround(static_cast<double>(shape.y) * job.scale));
-          shape.x = std::max<int64_t>(1, std::llround(static_cast<double>(shape.x) * job.scale));
+          shape.y = scaled_size(shape.y, job.scale);
+          shape.x = scaled_size(shape.x, job.scale);
         }
         it.tiles = estimate_tiles(shape, model, job.tile_step);
       } catch (const std::exception&) {
