@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -10,8 +11,10 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -112,6 +115,31 @@ inline std::string slurp(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Starts `world` processes, spawn(rank, port) each, on a port from free_port(), and returns their
+// exit codes by rank. When rank 0 failed because another test took the port meanwhile (its log,
+// rank0_log, says so), the other ranks are killed - they would wait for rank 0 until their timeout
+// - and all start again on a new port, up to 3 times.
+inline std::vector<int> run_ranks(int world, const std::function<pid_t(int, int)>& spawn,
+                                  const fs::path& rank0_log) {
+  std::vector<int> codes;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const int port = free_port();
+    std::vector<pid_t> pids;
+    for (int r = 0; r < world; ++r) {
+      pids.push_back(spawn(r, port));
+      EXPECT_GT(pids.back(), 0);
+    }
+    codes.assign(1, wait_exit(pids[0]));
+    const bool again = world > 1 && codes[0] != 0 && port_was_taken(slurp(rank0_log));
+    for (size_t r = 1; r < pids.size(); ++r) {
+      if (again) ::kill(pids[r], SIGKILL);
+      codes.push_back(wait_exit(pids[r]));
+    }
+    if (!again) break;
+  }
+  return codes;
 }
 
 inline std::vector<std::pair<int64_t, double>> read_losses(const fs::path& p) {

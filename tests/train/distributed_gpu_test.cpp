@@ -63,19 +63,19 @@ TEST(Train_DistributedGpu, two_nccl_ranks_follow_one_gpu_on_the_same_samples) {
   one.insert(one.end(), {"--device", "cuda:0"});
   const pid_t p = spawn_umamba(one, d / "one.log");
   ASSERT_EQ(wait_exit(p), 0) << slurp(d / "one.log");
-  const int port = free_port();
-  std::vector<pid_t> pids;
-  for (int r = 0; r < 2; ++r) {
-    auto a = common((d / "two").string(), (d / "dump2").string());
-    a.insert(a.end(), {"--world-size", "2", "--rank", std::to_string(r), "--local-rank",
-                       std::to_string(r), "--master-addr", "127.0.0.1", "--master-port",
-                       std::to_string(port), "--dist-backend", "nccl", "--dist-timeout", "5"});
-    pids.push_back(spawn_umamba(a, d / ("two" + std::to_string(r) + ".log")));
-  }
-  for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(wait_exit(pids[static_cast<size_t>(r)]), 0)
-        << slurp(d / ("two" + std::to_string(r) + ".log"));
-  }
+  const auto log = [&](int r) { return d / ("two" + std::to_string(r) + ".log"); };
+  const std::vector<int> codes = run_ranks(
+      2,
+      [&](int r, int port) {
+        auto a = common((d / "two").string(), (d / "dump2").string());
+        a.insert(a.end(), {"--world-size", "2", "--rank", std::to_string(r), "--local-rank",
+                           std::to_string(r), "--master-addr", "127.0.0.1", "--master-port",
+                           std::to_string(port), "--dist-backend", "nccl", "--dist-timeout", "5"});
+        return spawn_umamba(a, log(r));
+      },
+      log(0));
+  ASSERT_EQ(codes.size(), 2u);
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(codes[static_cast<size_t>(r)], 0) << slurp(log(r));
   // The steps from the fourth on are CUDA-graph replays (the default on GPUs), with the gradient
   // all-reduce captured in them: identical parameters on both ranks show it ran on every replay.
   EXPECT_NE(slurp(d / "two0.log").find("captured in a CUDA graph"), std::string::npos)

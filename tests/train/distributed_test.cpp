@@ -546,31 +546,22 @@ class Train_DistributedCli : public ::testing::Test {
   // A rendezvous whose port another test took meanwhile is started again on a new port.
   std::vector<int> run(int world, const std::vector<std::string>& base,
                        const std::vector<std::string>& outputs, const std::string& tag) {
-    std::vector<int> codes;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      const int port = free_port();
-      std::vector<pid_t> pids;
-      for (int r = 0; r < world; ++r) {
-        std::vector<std::string> a = base;
-        a.insert(a.end(), {"-o", outputs[static_cast<size_t>(r)]});
-        if (world > 1) {
-          a.insert(a.end(), {"--world-size", std::to_string(world), "--rank", std::to_string(r),
-                             "--master-addr", "127.0.0.1", "--master-port", std::to_string(port),
-                             "--dist-backend", "gloo", "--dist-timeout", "2"});
-        }
-        const fs::path log = dir_.path() / (tag + "_rank" + std::to_string(r) + ".log");
-        pids.push_back(spawn_umamba(a, log));
-        EXPECT_GT(pids.back(), 0);
-      }
-      codes.assign(1, wait_exit(pids[0]));
-      const bool again = world > 1 && codes[0] != 0 && port_was_taken(log_of(tag, 0));
-      for (size_t r = 1; r < pids.size(); ++r) {
-        if (again) ::kill(pids[r], SIGKILL);  // it would wait for rank 0 until the timeout
-        codes.push_back(wait_exit(pids[r]));
-      }
-      if (!again) break;
-    }
-    return codes;
+    const auto log = [&](int r) {
+      return dir_.path() / (tag + "_rank" + std::to_string(r) + ".log");
+    };
+    return run_ranks(
+        world,
+        [&](int r, int port) {
+          std::vector<std::string> a = base;
+          a.insert(a.end(), {"-o", outputs[static_cast<size_t>(r)]});
+          if (world > 1) {
+            a.insert(a.end(), {"--world-size", std::to_string(world), "--rank", std::to_string(r),
+                               "--master-addr", "127.0.0.1", "--master-port", std::to_string(port),
+                               "--dist-backend", "gloo", "--dist-timeout", "2"});
+          }
+          return spawn_umamba(a, log(r));
+        },
+        log(0));
   }
   std::string log_of(const std::string& tag, int r) const {
     return slurp(dir_.path() / (tag + "_rank" + std::to_string(r) + ".log"));
@@ -674,37 +665,30 @@ TEST_F(Train_DistributedCli, torchrun_and_slurm_variables_start_per_rank_streams
       << log_of("warm", 0);
   for (const std::string launcher : {"torchrun", "slurm"}) {
     const auto log_path = [&](int r) { return d / (launcher + std::to_string(r) + ".log"); };
-    std::vector<int> codes;
-    for (int attempt = 0; attempt < 3; ++attempt) {  // again on a new port if it was taken
-      const int port = free_port();
-      std::vector<pid_t> pids;
-      for (int r = 0; r < 2; ++r) {
-        std::vector<std::pair<std::string, std::string>> env;
-        if (launcher == "torchrun") {
-          env = {{"RANK", std::to_string(r)},
-                 {"WORLD_SIZE", "2"},
-                 {"LOCAL_RANK", std::to_string(r)},
-                 {"MASTER_ADDR", "127.0.0.1"},
-                 {"MASTER_PORT", std::to_string(port)}};
-        } else {
-          env = {{"SLURM_PROCID", std::to_string(r)},
-                 {"SLURM_NTASKS", "2"},
-                 {"SLURM_LOCALID", std::to_string(r)},
-                 {"SLURM_JOB_NODELIST", "localhost"},
-                 {"MASTER_PORT", std::to_string(port)}};
-        }
-        auto a = common(4);  // default: per-rank sampling, augmentation on
-        a.insert(a.end(), {"-o", (d / launcher).string(), "--debug-dump",
-                           (d / (launcher + "_dump")).string(), "--dist-timeout", "2"});
-        pids.push_back(spawn_umamba(a, log_path(r), env));
-        ASSERT_GT(pids.back(), 0);
-      }
-      codes = {wait_exit(pids[0])};
-      const bool again = codes[0] != 0 && port_was_taken(slurp(log_path(0)));
-      if (again) ::kill(pids[1], SIGKILL);
-      codes.push_back(wait_exit(pids[1]));
-      if (!again) break;
-    }
+    const std::vector<int> codes = run_ranks(
+        2,
+        [&](int r, int port) {
+          std::vector<std::pair<std::string, std::string>> env;
+          if (launcher == "torchrun") {
+            env = {{"RANK", std::to_string(r)},
+                   {"WORLD_SIZE", "2"},
+                   {"LOCAL_RANK", std::to_string(r)},
+                   {"MASTER_ADDR", "127.0.0.1"},
+                   {"MASTER_PORT", std::to_string(port)}};
+          } else {
+            env = {{"SLURM_PROCID", std::to_string(r)},
+                   {"SLURM_NTASKS", "2"},
+                   {"SLURM_LOCALID", std::to_string(r)},
+                   {"SLURM_JOB_NODELIST", "localhost"},
+                   {"MASTER_PORT", std::to_string(port)}};
+          }
+          auto a = common(4);  // default: per-rank sampling, augmentation on
+          a.insert(a.end(), {"-o", (d / launcher).string(), "--debug-dump",
+                             (d / (launcher + "_dump")).string(), "--dist-timeout", "2"});
+          return spawn_umamba(a, log_path(r), env);
+        },
+        log_path(0));
+    ASSERT_EQ(codes.size(), 2u);
     for (int r = 0; r < 2; ++r) EXPECT_EQ(codes[static_cast<size_t>(r)], 0) << slurp(log_path(r));
     const std::string log0 = slurp(d / (launcher + "0.log"));
     EXPECT_NE(log0.find(launcher == "torchrun" ? "torchrun variables" : "SLURM variables"),
