@@ -62,7 +62,6 @@ enum class WarpOp { None, Sync, Shuffle };
 
 struct Fiber {
   ThreadContext ctx;
-  void* stack = nullptr;
 #ifdef UMAMBA_SIMT_ASM_SWITCH
   void* sp = nullptr;
 #else
@@ -326,12 +325,12 @@ bool launch_raw(void (*entry)(void*), void* arg, unsigned grid, unsigned block_t
       f.ctx.block_idx = {blk, 0, 0};
       f.ctx.block_dim = dim3(block_threads, 1, 1);
       f.ctx.grid_dim = dim3(grid, 1, 1);
-      f.stack = e.stacks[static_cast<std::size_t>(i)];
+      void* stack = e.stacks[static_cast<std::size_t>(i)];
 #ifdef UMAMBA_SIMT_ASM_SWITCH
-      f.sp = start_stack(f.stack);
+      f.sp = start_stack(stack);
 #else
       getcontext(&f.uc);
-      f.uc.uc_stack.ss_sp = f.stack;
+      f.uc.uc_stack.ss_sp = stack;
       f.uc.uc_stack.ss_size = kStackBytes;
       f.uc.uc_link = nullptr;
       makecontext(&f.uc, ucontext_entry, 0);
