@@ -284,15 +284,16 @@ __device__ __forceinline__ float make_dt(float (&dt)[K], int valid, float bias, 
   return sum;
 }
 
-// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order.
+// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order. A lane
+// with no partner at this distance combines with the identity (1, 0) instead of branching: two
+// selects, where a conditional update compiled to predicated copies of both values.
 __device__ __forceinline__ void scan_up(float& P, float& s, int sub, int width) {
   for (int off = 1; off < width; off <<= 1) {
     const float Pp = __shfl_up_sync(kFull, P, off, width);
     const float sp = __shfl_up_sync(kFull, s, off, width);
-    if (sub >= off) {
-      s = fmaf(P, sp, s);
-      P *= Pp;
-    }
+    const bool has = sub >= off;
+    s = fmaf(P, has ? sp : 0.f, s);
+    P *= has ? Pp : 1.f;
   }
 }
 
@@ -301,10 +302,9 @@ __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width
   for (int off = 1; off < width; off <<= 1) {
     const float Pn = __shfl_down_sync(kFull, P, off, width);
     const float Wn = __shfl_down_sync(kFull, W, off, width);
-    if (sub + off < width) {
-      W = fmaf(P, Wn, W);
-      P *= Pn;
-    }
+    const bool has = sub + off < width;
+    W = fmaf(P, has ? Wn : 0.f, W);
+    P *= has ? Pn : 1.f;
   }
 }
 
@@ -541,13 +541,21 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
 // block's staged B and C tile (rows n of B at n*SF, of C at (kStageStates+n)*SF), or nullptr to
 // load B and C directly (short rows); with stage_here, this call stages each group of
 // kStageStates states itself (nstate > kStageStates; every warp of the block must call it).
-template <typename T, bool kStageHere = false>
+//   kMode fixes at compile time which of these the caller passes (the pointers of the other modes
+// are unused): a runtime test per step kept every path's address arithmetic in the inner loop.
+enum class BwdMode {
+  kShort,           // one tile per row, G lanes, direct loads, dB/dC atomics from registers
+  kLongWarpSlots,   // long rows, staged B/C, dB/dC through the warp's slot (s_wslot)
+  kLongBlockSlots,  // long rows, staged B/C, dB/dC summed over the block (s_red, s_slots)
+};
+template <typename T, BwdMode kMode, bool kStageHere = false>
 __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t row, int b, int d,
                                              int t0, int t_end, int sub, int G, bool active,
                                              float* s_w, float* s_dA, float* s_red, float* s_slots,
                                              float* s_wslot, float* s_bc, bool warp_reduce_bc,
                                              float& dD_part, float& dbias_part) {
   constexpr int K = kBwdItems;
+  constexpr bool kLong = kMode != BwdMode::kShort;
   const int N = p.nstate;
   const int my_t = t0 + sub * K;
   const int valid = t_end - my_t;  // in-range steps from my_t (may be <= 0 or > K)
@@ -576,7 +584,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
     dq[k] = 0.f;
   }
   const float* st =
-      (p.states && t0 > 0) ? p.states + (row * p.chunks + t0 / kStateChunk) * N : nullptr;
+      (kLong && p.states && t0 > 0) ? p.states + (row * p.chunks + t0 / kStateChunk) * N : nullptr;
   // The tile's start states, loaded once: lane n holds state n (and n + 32), handed out by shuffle
   // (st is only set on long rows, where G == 32 and sub is the lane).
   float st_lo = 0.f, st_hi = 0.f;
@@ -605,7 +613,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       const float a_nat = __ldg(A_row + n);
       const float a = a_nat * kLog2e;
       float bv[K], cv[K], dA[K], h[K];
-      if (s_bc) {
+      if constexpr (kLong) {
         read_staged<K>(s_bc + j * kSF, sub, bv);
         read_staged<K>(s_bc + (kStageStates + j) * kSF, sub, cv);
       } else {
@@ -644,11 +652,12 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       }
       float Pr = P0;
       scan_down(Pr, W, sub, G);
-      const float cin = s_w ? s_w[n] : 0.f;
+      const float cin = kLong ? s_w[n] : 0.f;
       const float incl_w = fmaf(Pr, cin, W);
       float wn = __shfl_down_sync(kFull, incl_w, 1, G);
       if (sub == G - 1) wn = cin;
       float dA_part = 0.f;
+      float tb[K], tc[K];  // kLongWarpSlots: this lane's dB/dC terms, written to the slot below
 #pragma unroll
       for (int k = K - 1; k >= 0; --k) {
         const float g = cv[k] + wn;
@@ -657,15 +666,14 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         dq[k] = fmaf(a_nat, q, dq[k]);
         dA_part = fmaf(dt[k], q, dA_part);
         gB[k] = fmaf(g, bv[k], gB[k]);
-        const float dBc = g * dt[k] * u[k];
+        const float dBc = g * (dt[k] * u[k]);  // dt*u as in the recomputation: one product
         const float dCc = dy[k] * h[k];
         wn = dA[k] * g;
-        if (s_wslot) {  // transposed through this warp's slot (bank-conflict-free skew, as below)
-          const int idx = k * 32 + ((sub + (32 / K) * k) & 31);
-          s_wslot[idx] = dBc;
-          s_wslot[kStateChunk + idx] = dCc;
-        } else if (s_red) {  // long rows, nstate <= kBwdSmemState: into this warp's slot (see
-                             // below)
+        if constexpr (kMode == BwdMode::kLongWarpSlots) {
+          tb[k] = dBc;
+          tc[k] = dCc;
+        } else if constexpr (kMode == BwdMode::kLongBlockSlots) {
+          // nstate <= kBwdSmemState: into this warp's slot (see below)
           const int idx = k * 32 + ((sub + (32 / K) * k) & 31);
           float* slot = s_slots + ((n & 1) * kBwdWarps + static_cast<int>(threadIdx.x >> 5)) * 2 *
                                       kStateChunk;
@@ -683,62 +691,56 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
             atomicAdd(p.dB + o, rb);
             atomicAdd(p.dC + o, rc);
           }
-        } else if (active && k < valid) {
+        } else if (active && k < valid) {  // short rows of several batches in one warp
           const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + my_t + k;
           atomicAdd(p.dB + o, dBc);
           atomicAdd(p.dC + o, dCc);
         }
       }
-      if (s_wslot) {
-        // Lane l adds steps l, l + 32, ... of the tile: 32 consecutive floats per instruction;
-        // with aligned rows, steps 4l..4l+3 and 128 + 4l.. as 4-float atomics (sm_90), a quarter
-        // of the instructions. The atomics' results are unused (RED, fire and forget); no block
-        // barrier. The reads from the slot are bank-conflict-free in both patterns.
+      if constexpr (kMode == BwdMode::kLongWarpSlots) {
+        // Transposed through this warp's slot so that the atomics are coalesced: lane s writes its
+        // steps 8s..8s+7 as two float4 (halves h = 0, 1) at float4 index 2s + (h ^ x), x = bit 2
+        // of s, for dB (float4 0..63) and dC (64..127); lane l then reads steps 4l..4l+3 at index
+        // l ^ (bit 3 of l) and steps 128 + 4l.. 32 further on. The swizzle x keeps both the writes
+        // and the reads free of bank conflicts (every 8 lanes of a 16-byte access touch 8
+        // distinct 16-byte bank groups). 4 stores and 4 loads a lane, no index arithmetic per step.
+        static_assert(K == 8 && kStateChunk == 256, "the slot layout assumes 8 steps a lane");
+        float4* slot4 = reinterpret_cast<float4*>(s_wslot);
+        const int x = (sub >> 2) & 1;
+        slot4[2 * sub + x] = make_float4(tb[0], tb[1], tb[2], tb[3]);
+        slot4[2 * sub + (x ^ 1)] = make_float4(tb[4], tb[5], tb[6], tb[7]);
+        slot4[64 + 2 * sub + x] = make_float4(tc[0], tc[1], tc[2], tc[3]);
+        slot4[64 + 2 * sub + (x ^ 1)] = make_float4(tc[4], tc[5], tc[6], tc[7]);
         __syncwarp();
         const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
         const int lim = t_end - t0;
+        if (active) {
+          const int r = sub ^ ((sub >> 3) & 1);
+          const float4 b0 = slot4[r], b1 = slot4[32 + r], c0 = slot4[64 + r], c1 = slot4[96 + r];
+          // The atomics' results are unused (RED, fire and forget); no block barrier.
 #ifdef UMAMBA_VECTOR_ATOMICS
-        if (active && p.vec_dbc) {
-#pragma unroll
-          for (int i = 0; i < kStateChunk / 128; ++i) {
-            const int tt = (i * 32 + sub) * 4;
-            float vb[4], vc[4];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const int kk = (tt + j) % K;
-              const int idx = kk * 32 + (((tt + j) / K + (32 / K) * kk) & 31);
-              vb[j] = s_wslot[idx];
-              vc[j] = s_wslot[kStateChunk + idx];
-            }
-            if (tt + 4 <= lim) {
-              atomicAdd(reinterpret_cast<float4*>(p.dB + o + tt),
-                        make_float4(vb[0], vb[1], vb[2], vb[3]));
-              atomicAdd(reinterpret_cast<float4*>(p.dC + o + tt),
-                        make_float4(vc[0], vc[1], vc[2], vc[3]));
-            } else {
-              for (int j = 0; j < 4; ++j)
-                if (tt + j < lim) {
-                  atomicAdd(p.dB + o + tt + j, vb[j]);
-                  atomicAdd(p.dC + o + tt + j, vc[j]);
-                }
-            }
-          }
-        } else
+          if (p.vec_dbc && lim >= kStateChunk) {  // aligned rows, a whole tile: 4-float atomics
+            atomicAdd(reinterpret_cast<float4*>(p.dB + o) + sub, b0);
+            atomicAdd(reinterpret_cast<float4*>(p.dB + o + 128) + sub, b1);
+            atomicAdd(reinterpret_cast<float4*>(p.dC + o) + sub, c0);
+            atomicAdd(reinterpret_cast<float4*>(p.dC + o + 128) + sub, c1);
+          } else
 #endif
-            if (active) {
+          {
+            const float vb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+            const float vc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
 #pragma unroll
-          for (int i = 0; i < K; ++i) {
-            const int tt = i * 32 + sub;
-            const int kk = tt % K;
-            const int idx = kk * 32 + ((tt / K + (32 / K) * kk) & 31);
-            if (tt < lim) {
-              atomicAdd(p.dB + o + tt, s_wslot[idx]);
-              atomicAdd(p.dC + o + tt, s_wslot[kStateChunk + idx]);
+            for (int i = 0; i < 8; ++i) {
+              const int tt = (i >> 2) * 128 + 4 * sub + (i & 3);
+              if (tt < lim) {
+                atomicAdd(p.dB + o + tt, vb[i]);
+                atomicAdd(p.dC + o + tt, vc[i]);
+              }
             }
           }
         }
         __syncwarp();  // the slot is rewritten by the next state
-      } else if (s_red) {
+      } else if constexpr (kMode == BwdMode::kLongBlockSlots) {
         // Sum the block's warps (channels) into the tile's dB/dC accumulators. Shared-memory float
         // atomics are compare-and-swap loops on sm_90, so each warp writes its own slot (double
         // buffered by n: one barrier per state) and a fixed thread owns each accumulator element.
@@ -752,13 +754,13 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
           s_red[(which * kBwdSmemState + n) * kStateChunk + (i - which * kStateChunk)] += sum;
         }
       }
-      if (s_w) {
+      if constexpr (kLong) {
         const float left = __shfl_sync(kFull, incl_w, 0);
         __syncwarp();
         if (sub == 0) s_w[n] = left;
       }
       dA_part = group_sum(dA_part, G);
-      if (s_dA) {
+      if constexpr (kLong) {
         if (sub == 0) s_dA[n] += dA_part;
       } else if (active && sub == 0) {
         atomicAdd(p.dA + static_cast<std::int64_t>(d) * N + n, dA_part);
@@ -817,8 +819,9 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_short_kernel(const Bw
   const std::int64_t first = task * rpw, last = min(rows, first + rpw) - 1;
   const bool one_batch = first / p.dim == last / p.dim;
   float dD_part = 0.f, dbias_part = 0.f;
-  bwd_row_tile<T>(p, row, b, d, 0, p.len, sub, G, active, nullptr, nullptr, nullptr, nullptr,
-                  nullptr, nullptr, one_batch, dD_part, dbias_part);
+  bwd_row_tile<T, BwdMode::kShort>(p, row, b, d, 0, p.len, sub, G, active, nullptr, nullptr,
+                                   nullptr, nullptr, nullptr, nullptr, one_batch, dD_part,
+                                   dbias_part);
   dD_part = group_sum(dD_part, G);
   dbias_part = group_sum(dbias_part, G);
   if (active && sub == 0) {
@@ -908,7 +911,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
       __syncwarp();
       const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
       float dD_part = 0.f, dbias_part = 0.f;
-      bwd_row_tile<T, kStageInRow>(
+      bwd_row_tile<T, use_red ? BwdMode::kLongBlockSlots : BwdMode::kLongWarpSlots, kStageInRow>(
           p, row, b, d, t0, t_end, lane, 32, valid_d, s_w + (warp * R + r) * N,
           s_dA + (warp * R + r) * N, use_red ? s_red : nullptr, use_red ? s_slots : nullptr,
           use_wslot ? s_slots + warp * 2 * kStateChunk : nullptr, s_bc, false, dD_part, dbias_part);
