@@ -33,6 +33,7 @@ struct ScanBenchFlags {
   int bwd_target_blocks = 0;
   int bwd_blocks_per_sm = 0;
   int bwd_reduce = 0;
+  int bwd_state_split = 0;
   std::string csv;
 };
 
@@ -54,6 +55,7 @@ void run_scan_bench(const ScanBenchFlags& f) {
   config.tuning.bwd_target_blocks = f.bwd_target_blocks;
   config.tuning.bwd_blocks_per_sm = f.bwd_blocks_per_sm;
   config.tuning.bwd_reduce = f.bwd_reduce;
+  config.tuning.bwd_state_split = f.bwd_state_split;
   config.csv = f.csv;
   cuda::run_scan_bench_report(config, stdout);
 }
@@ -125,6 +127,11 @@ void add_scan_bench(CLI::App& bench) {
                   "atomics) (0: choose)")
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_BWD_REDUCE");
+  cmd->add_option("--bwd-state-split", f->bwd_state_split,
+                  "Backward with warp atomics: warps sharing a channel, each a share of the "
+                  "states: 1, 2 or 4 (0: choose)")
+      ->capture_default_str()
+      ->envname("UMAMBA_SCAN_BWD_STATE_SPLIT");
   cmd->add_option("--csv", f->csv, "Also write the rows to this CSV file")
       ->envname("UMAMBA_BENCH_SCAN_CSV");
   cmd->callback([f] {

@@ -81,6 +81,7 @@ std::string ScanPlan::describe() const {
   std::string bwd =
       fmt::format("bwd {}x{} R{} O{} {}", bwd_lanes, detail::kBwdItems, bwd_rows_per_warp,
                   bwd_blocks_per_sm, bwd_reduce == detail::kReduceWarp ? "warp" : "block");
+  if (bwd_state_split > 1) bwd += fmt::format(" split {}", bwd_state_split);
   if (bwd_segments > 1) bwd += fmt::format(" seg {}x{}", bwd_segments, bwd_segment_len);
   return fwd + ", " + bwd;
 }
@@ -122,6 +123,13 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                    (tuning.bwd_blocks_per_sm >= 2 && tuning.bwd_blocks_per_sm <= 4),
                "selective scan: backward blocks per SM must be 2, 3 or 4, not {}",
                tuning.bwd_blocks_per_sm);
+  UMAMBA_CHECK(tuning.bwd_state_split == 0 || tuning.bwd_state_split == 1 ||
+                   tuning.bwd_state_split == 2 || tuning.bwd_state_split == 4,
+               "selective scan: backward state split {} (1, 2 or 4; 0: choose)",
+               tuning.bwd_state_split);
+  UMAMBA_CHECK(tuning.bwd_state_split <= 1 || tuning.bwd_reduce != detail::kReduceBlock,
+               "selective scan: the backward state split works with warp atomics (bwd_reduce 2), "
+               "not the block reduction");
   UMAMBA_CHECK(tuning.bwd_reduce >= 0 && tuning.bwd_reduce <= 2,
                "selective scan: backward reduce must be 1 (block) or 2 (warp), not {}",
                tuning.bwd_reduce);
@@ -211,7 +219,10 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     const std::int64_t target = tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks
                                 : nchunks <= 4               ? sms
                                                              : plan.bwd_blocks_per_sm * sms;
-    auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, detail::kBwdWarps * r); };
+    // State split: measured on no GPU yet, so it is used only when asked for (ScanTuning).
+    plan.bwd_state_split = warp_reduce && tuning.bwd_state_split > 0 ? tuning.bwd_state_split : 1;
+    const int channels_per_pass = detail::kBwdWarps / plan.bwd_state_split;
+    auto blocks_for = [&](int r) { return s.batch * ceil_div(s.dim, channels_per_pass * r); };
     int r = tuning.bwd_rows_per_warp;
     std::int64_t segs = tuning.bwd_segments > 0 ? tuning.bwd_segments : 0;
     if (r == 0 && warp_reduce) {
@@ -365,6 +376,7 @@ void scan_backward(const ScanBackwardArgs& a, const ScanPlan& plan, Stream strea
   p.segments = plan.bwd_segments;
   p.seg_len = static_cast<int>(plan.bwd_segment_len);
   p.rows_per_warp = plan.bwd_rows_per_warp;
+  p.state_split = plan.bwd_state_split;
   p.blocks_per_sm = plan.bwd_blocks_per_sm;
   p.reduce = plan.bwd_reduce;
   p.chunks = static_cast<int>(plan.state_chunks);

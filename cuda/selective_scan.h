@@ -72,6 +72,9 @@ struct ScanTuning {
   int bwd_rows_per_warp = 0;  // channels each backward warp walks through (1, 2, 4 or 8; 0: choose)
   int bwd_blocks_per_sm = 0;  // backward register budget: 2, 3 or 4 blocks of 4 warps per SM
                               // (0: choose)
+  // Long-row backward with warp atomics: warps that share a channel, each a share of the states
+  // (1, 2 or 4; 0: choose - 1 until measured otherwise).
+  int bwd_state_split = 0;
   int bwd_reduce = 0;  // how the long-row backward sums dB and dC over channels: 1 = in shared
                        // memory over the block's channels, then one atomic per block; 2 = one
                        // coalesced atomic per warp (no block barrier per state); 0: choose
@@ -92,6 +95,7 @@ struct ScanPlan {
   int bwd_rows_per_warp = 1;
   int bwd_blocks_per_sm = 2;
   int bwd_reduce = 1;                 // 1 block, 2 warp (see ScanTuning)
+  int bwd_state_split = 1;            // warp atomics only (see ScanTuning)
   std::int64_t state_chunks = 0;      // ceil(len / kStateChunk) when len > kStateChunk, else 0
   std::size_t states_floats = 0;      // forward -> backward checkpoints: batch*dim*chunks*nstate
   std::size_t fwd_scratch_bytes = 0;  // segment summaries of the forward

@@ -553,7 +553,8 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
                                              int t0, int t_end, int sub, int G, bool active,
                                              float* s_w, float* s_dA, float* s_red, float* s_slots,
                                              float* s_wslot, float* s_bc, bool warp_reduce_bc,
-                                             float& dD_part, float& dbias_part) {
+                                             float& dD_part, float& dbias_part, int part = 0,
+                                             int split = 1) {
   constexpr int K = kBwdItems;
   constexpr bool kLong = kMode != BwdMode::kShort;
   const int N = p.nstate;
@@ -579,7 +580,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
   }
 #pragma unroll
   for (int k = 0; k < K; ++k) {
-    y[k] = Dv * u[k];
+    y[k] = part == 0 ? Dv * u[k] : 0.f;  // the skip term once per row (split: warp 0 of the row)
     gB[k] = 0.f;
     dq[k] = 0.f;
   }
@@ -608,7 +609,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       __syncthreads();
     }
 #pragma unroll 1
-    for (int j = 0; j < ng; ++j) {
+    for (int j = part; j < ng; j += split) {
       const int n = n0 + j;
       const float a_nat = __ldg(A_row + n);
       const float a = a_nat * kLog2e;
@@ -768,6 +769,39 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
     }
   }
 
+  if constexpr (kMode == BwdMode::kLongWarpSlots) {
+    // State split: the `split` warps of a row (consecutive warps, part 0 first) each summed their
+    // share of the states into gB, dq and y; parts 1.. hand theirs to part 0 through the staging
+    // buffer (free once every warp left the state loop), which alone goes on. The branch and its
+    // barriers are uniform over the block.
+    if (split > 1) {
+      const int warp = static_cast<int>(threadIdx.x >> 5);
+      __syncthreads();
+      if (part > 0) {
+        float* mine = s_bc + warp * 3 * K * 32;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          mine[k * 32 + sub] = gB[k];
+          mine[(K + k) * 32 + sub] = dq[k];
+          mine[(2 * K + k) * 32 + sub] = y[k];
+        }
+      }
+      __syncthreads();
+      if (part == 0) {
+        for (int q = 1; q < split; ++q) {
+          const float* other = s_bc + (warp + q) * 3 * K * 32;
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            gB[k] += other[k * 32 + sub];
+            dq[k] += other[(K + k) * 32 + sub];
+            y[k] += other[(2 * K + k) * 32 + sub];
+          }
+        }
+      }
+    }
+  }
+  if (part != 0) return;  // the row's outputs are written by part 0
+
   // Per-step gradients. y now holds o = sum_n C h + D u, the value the gate multiplied.
   float du[K], dd[K];
 #pragma unroll
@@ -860,7 +894,12 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
   float* s_misc = s_dA + kBwdWarps * R * N;  // [W][R][2]
   const int per_row = kBwdWarps * R * (2 * N + 2);
   float* s_bc = s_w + per_row + (4 - per_row % 4) % 4;  // [2][kStageStates][SF], 16-byte aligned
-  const int per_block = kBwdWarps * R;
+  // State split (warp atomics only): `split` consecutive warps share a channel, warp `part` of them
+  // taking the states j = part, part + split, ... of every group.
+  const int split = use_red ? 1 : p.state_split;
+  const int slots = kBwdWarps / split;  // channels per pass of the block
+  const int my_slot = warp / split, part = warp % split;
+  const int per_block = slots * R;
   const int groups = (p.dim + per_block - 1) / per_block;
   const int S = p.segments;
   const int seg = static_cast<int>(blockIdx.x % S);
@@ -872,10 +911,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
 
   if (use_red)
     for (int i = threadIdx.x; i < 2 * kBwdSmemState * kStateChunk; i += blockDim.x) s_red[i] = 0.f;
-  for (int r = 0; r < R; ++r) {
-    const int d = grp * per_block + r * kBwdWarps + warp;
-    float* w_r = s_w + (warp * R + r) * N;
-    float* dA_r = s_dA + (warp * R + r) * N;
+  for (int r = 0; r < R && part == 0; ++r) {
+    const int d = grp * per_block + r * slots + my_slot;
+    float* w_r = s_w + (my_slot * R + r) * N;
+    float* dA_r = s_dA + (my_slot * R + r) * N;
     for (int n = lane; n < N; n += 32) {
       float c = 0.f;
       if (d < p.dim && seg + 1 < S) {
@@ -888,7 +927,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
       w_r[n] = c;
       dA_r[n] = 0.f;
     }
-    if (lane < 2) s_misc[(warp * R + r) * 2 + lane] = 0.f;
+    if (lane < 2) s_misc[(my_slot * R + r) * 2 + lane] = 0.f;
   }
   __syncthreads();
 
@@ -903,7 +942,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
       __syncthreads();
     }
     for (int r = 0; r < R; ++r) {
-      const int d_raw = grp * per_block + r * kBwdWarps + warp;
+      const int d_raw = grp * per_block + r * slots + my_slot;
       const bool valid_d = d_raw < p.dim;  // warp-uniform
       // Every warp takes part (block barriers inside); one without a channel computes on the last
       // channel and writes nothing.
@@ -912,14 +951,15 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
       const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
       float dD_part = 0.f, dbias_part = 0.f;
       bwd_row_tile<T, use_red ? BwdMode::kLongBlockSlots : BwdMode::kLongWarpSlots, kStageInRow>(
-          p, row, b, d, t0, t_end, lane, 32, valid_d, s_w + (warp * R + r) * N,
-          s_dA + (warp * R + r) * N, use_red ? s_red : nullptr, use_red ? s_slots : nullptr,
-          use_wslot ? s_slots + warp * 2 * kStateChunk : nullptr, s_bc, false, dD_part, dbias_part);
+          p, row, b, d, t0, t_end, lane, 32, valid_d, s_w + (my_slot * R + r) * N,
+          s_dA + (my_slot * R + r) * N, use_red ? s_red : nullptr, use_red ? s_slots : nullptr,
+          use_wslot ? s_slots + warp * 2 * kStateChunk : nullptr, s_bc, false, dD_part, dbias_part,
+          part, split);
       dD_part = group_sum(dD_part, 32);
       dbias_part = group_sum(dbias_part, 32);
-      if (lane == 0 && valid_d) {
-        s_misc[(warp * R + r) * 2] += dD_part;
-        s_misc[(warp * R + r) * 2 + 1] += dbias_part;
+      if (lane == 0 && valid_d && part == 0) {
+        s_misc[(my_slot * R + r) * 2] += dD_part;
+        s_misc[(my_slot * R + r) * 2 + 1] += dbias_part;
       }
     }
     __syncthreads();  // every warp is done with s_bc (and s_red) for this tile
@@ -945,15 +985,15 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
     }
   }
 
-  __syncwarp();
-  for (int r = 0; r < R; ++r) {
-    const int d = grp * per_block + r * kBwdWarps + warp;
+  // (the last tile ended with a block barrier: every part's dA is in shared memory)
+  for (int r = 0; r < R && part == 0; ++r) {
+    const int d = grp * per_block + r * slots + my_slot;
     if (d >= p.dim) continue;
     for (int n = lane; n < N; n += 32)
-      atomicAdd(p.dA + static_cast<std::int64_t>(d) * N + n, s_dA[(warp * R + r) * N + n]);
+      atomicAdd(p.dA + static_cast<std::int64_t>(d) * N + n, s_dA[(my_slot * R + r) * N + n]);
     if (lane == 0) {
-      if (p.dD) atomicAdd(p.dD + d, s_misc[(warp * R + r) * 2]);
-      if (p.ddelta_bias) atomicAdd(p.ddelta_bias + d, s_misc[(warp * R + r) * 2 + 1]);
+      if (p.dD) atomicAdd(p.dD + d, s_misc[(my_slot * R + r) * 2]);
+      if (p.ddelta_bias) atomicAdd(p.ddelta_bias + d, s_misc[(my_slot * R + r) * 2 + 1]);
     }
   }
 }
@@ -1149,7 +1189,9 @@ int launch_backward(const BwdParams& p, Stream stream) {
     if ((e = launch_error())) return e;
   }
   const int smem = bwd_smem_bytes(p);
-  const int per_block = kBwdWarps * p.rows_per_warp;
+  const bool block_reduce = p.reduce == kReduceBlock && p.nstate <= kStageStates;
+  const int split = block_reduce ? 1 : p.state_split;  // as the kernel reads it
+  const int per_block = kBwdWarps / split * p.rows_per_warp;
   const std::int64_t groups = (p.dim + per_block - 1) / per_block;
   const auto blocks = static_cast<unsigned>(p.batch * groups * p.segments);
   // Register budget: 2 blocks per SM allow 255 registers, 3 allow 168, 4 allow 128 (the block
@@ -1157,7 +1199,7 @@ int launch_backward(const BwdParams& p, Stream stream) {
   using Kernel = void (*)(BwdParams);
   Kernel kernel = nullptr;
   const int bps = p.blocks_per_sm;
-  if (p.reduce == kReduceBlock && p.nstate <= kStageStates) {
+  if (block_reduce) {
     kernel = bps == 3 ? scan_bwd_long_kernel<T, false, 3, kReduceBlock>
                       : scan_bwd_long_kernel<T, false, 2, kReduceBlock>;
   } else {

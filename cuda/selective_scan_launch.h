@@ -54,6 +54,7 @@ struct BwdParams {
   int segments;
   int seg_len;        // multiple of kStateChunk
   int rows_per_warp;  // R (long rows only)
+  int state_split;    // long rows, warp atomics: warps sharing a channel, each a share of states
   int blocks_per_sm;  // register budget of the long-row kernel: 2, 3 or 4 blocks per SM
   int reduce;         // kReduceBlock (nstate <= kBwdSmemState only) or kReduceWarp
   int chunks;

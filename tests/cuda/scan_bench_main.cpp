@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   config.tuning.bwd_target_blocks = env_int("UMAMBA_SCAN_BWD_TARGET_BLOCKS");
   config.tuning.bwd_blocks_per_sm = env_int("UMAMBA_SCAN_BWD_BLOCKS_PER_SM");
   config.tuning.bwd_reduce = env_int("UMAMBA_SCAN_BWD_REDUCE");
+  config.tuning.bwd_state_split = env_int("UMAMBA_SCAN_BWD_STATE_SPLIT");
   try {
     umamba::cuda::run_scan_bench_report(config, stdout);
   } catch (const std::exception& e) {

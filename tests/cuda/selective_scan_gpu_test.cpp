@@ -244,6 +244,14 @@ ScanTuning forced(int fwd_segments, int bwd_rows, int bwd_segments, int bwd_redu
   return t;
 }
 
+ScanTuning state_split(int split, int bwd_rows = 0, int bwd_segments = 0) {
+  ScanTuning t;
+  t.bwd_state_split = split;
+  t.bwd_rows_per_warp = bwd_rows;
+  t.bwd_segments = bwd_segments;
+  return t;
+}
+
 ScanTuning short_rows(int fwd_short_len, int fwd_state_split = 0, int fwd_short_items = 0) {
   ScanTuning t;
   t.fwd_short_len = fwd_short_len;
@@ -288,6 +296,9 @@ TEST(UMAMBA_SCAN_SUITE, fp32_forced_plans_match_reference) {
       {short_rows(512, 4), "fwd one-tile kernel, states split over 4 warps"},
       {short_rows(256, 1, 8), "fwd one-tile kernel, 8 steps per lane"},
       {short_rows(256, 4, 8), "fwd one-tile kernel, 8 steps per lane, split over 4 warps"},
+      {state_split(2), "bwd states split over 2 warps"},
+      {state_split(4), "bwd states split over 4 warps"},
+      {state_split(4, 2, 3), "bwd states split over 4 warps, R2, 3 segments"},
   };
   for (const auto& s : grid())
     for (const auto& [t, note] : plans) check_case({s, ScanDtype::F32, t, {}, {}, note}, seed++);
@@ -306,6 +317,7 @@ TEST(UMAMBA_SCAN_SUITE, fp32_optional_inputs_off) {
     for (const auto& [o, note] : variants) {
       check_case({s, ScanDtype::F32, {}, o, {}, note}, seed++);
       check_case({s, ScanDtype::F32, forced(4, 2, 4), o, {}, note + ", forced segments"}, seed++);
+      check_case({s, ScanDtype::F32, state_split(2), o, {}, note + ", bwd state split 2"}, seed++);
     }
 }
 
@@ -330,6 +342,7 @@ TEST(UMAMBA_SCAN_SUITE, half_precision_inputs_match_reference) {
       check_case({s, dt, forced(3, 2, 3), {}, {}, "forced segments"}, seed++);
       check_case({s, dt, forced(0, 0, 0, 1), {}, {}, "bwd block reduction"}, seed++);
       check_case({s, dt, {}, {}, {3, 0}, "unaligned rows"}, seed++);
+      check_case({s, dt, state_split(4), {}, {}, "bwd states split over 4 warps"}, seed++);
     }
 }
 

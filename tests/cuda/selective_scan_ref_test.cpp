@@ -285,4 +285,26 @@ TEST(Cuda_ScanPlan, block_reduction_only_where_it_fits) {
   EXPECT_EQ(dflt.bwd_blocks_per_sm, 3);
 }
 
+TEST(Cuda_ScanPlan, backward_state_split_only_when_asked_and_with_warp_atomics) {
+  // Not chosen by default (unmeasured); asked for, a split of S makes each block take 4/S channels,
+  // so S times the blocks; it needs the warp atomics and is 1, 2 or 4.
+  const umamba::cuda::ScanShape s{2, 420, 320, 16};
+  const auto dflt = umamba::cuda::plan_scan(s, {}, 132);
+  EXPECT_EQ(dflt.bwd_state_split, 1);
+  umamba::cuda::ScanTuning two;
+  two.bwd_state_split = 2;
+  two.bwd_segments = 1;
+  const auto p2 = umamba::cuda::plan_scan(s, two, 132);
+  EXPECT_EQ(p2.bwd_state_split, 2);
+  EXPECT_NE(p2.describe().find("split 2"), std::string::npos) << p2.describe();
+  const auto short_rows = umamba::cuda::plan_scan({2, 420, 100, 16}, two, 132);
+  EXPECT_EQ(short_rows.bwd_state_split, 1);  // one-tile rows: the short kernel, no split
+  umamba::cuda::ScanTuning three;
+  three.bwd_state_split = 3;
+  EXPECT_THROW(umamba::cuda::plan_scan(s, three, 132), umamba::Error);
+  umamba::cuda::ScanTuning with_block = two;
+  with_block.bwd_reduce = 1;
+  EXPECT_THROW(umamba::cuda::plan_scan(s, with_block, 132), umamba::Error);
+}
+
 }  // namespace
