@@ -124,7 +124,7 @@ void add_scan_bench(CLI::App& bench) {
       ->envname("UMAMBA_SCAN_BWD_BLOCKS_PER_SM");
   cmd->add_option("--bwd-reduce", f->bwd_reduce,
                   "Backward dB/dC sums over channels: 1 block (shared memory), 2 warp (coalesced "
-                  "atomics) (0: choose)")
+                  "atomics), 3 direct (4-float atomics from each lane) (0: choose)")
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_BWD_REDUCE");
   cmd->add_option("--bwd-state-split", f->bwd_state_split,

@@ -78,9 +78,11 @@ std::string ScanPlan::describe() const {
   std::string fwd = fmt::format("fwd {}x{}", fwd_lanes, fwd_items);
   if (fwd_state_split > 1) fwd += fmt::format(" split {}", fwd_state_split);
   if (fwd_segments > 1) fwd += fmt::format(" seg {}x{}", fwd_segments, fwd_segment_len);
-  std::string bwd =
-      fmt::format("bwd {}x{} R{} O{} {}", bwd_lanes, detail::kBwdItems, bwd_rows_per_warp,
-                  bwd_blocks_per_sm, bwd_reduce == detail::kReduceWarp ? "warp" : "block");
+  std::string bwd = fmt::format("bwd {}x{} R{} O{} {}", bwd_lanes, detail::kBwdItems,
+                                bwd_rows_per_warp, bwd_blocks_per_sm,
+                                bwd_reduce == detail::kReduceBlock    ? "block"
+                                : bwd_reduce == detail::kReduceDirect ? "direct"
+                                                                      : "warp");
   if (bwd_state_split > 1) bwd += fmt::format(" split {}", bwd_state_split);
   if (bwd_segments > 1) bwd += fmt::format(" seg {}x{}", bwd_segments, bwd_segment_len);
   return fwd + ", " + bwd;
@@ -130,8 +132,8 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   UMAMBA_CHECK(tuning.bwd_state_split <= 1 || tuning.bwd_reduce != detail::kReduceBlock,
                "selective scan: the backward state split works with warp atomics (bwd_reduce 2), "
                "not the block reduction");
-  UMAMBA_CHECK(tuning.bwd_reduce >= 0 && tuning.bwd_reduce <= 2,
-               "selective scan: backward reduce must be 1 (block) or 2 (warp), not {}",
+  UMAMBA_CHECK(tuning.bwd_reduce >= 0 && tuning.bwd_reduce <= 3,
+               "selective scan: backward reduce must be 1 (block), 2 (warp) or 3 (direct), not {}",
                tuning.bwd_reduce);
   const int sms = std::max(1, multiprocessors);
   const std::int64_t rows = s.batch * s.dim;
@@ -205,8 +207,9 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     // registers and 84 KB: 2 blocks per SM). The block reduction holds at most kBwdSmemState
     // states. Measured on an H200 (docs/cuda.md): warp atomics with 3 blocks per SM are faster.
     plan.bwd_reduce = tuning.bwd_reduce > 0 ? tuning.bwd_reduce : detail::kReduceWarp;
-    if (s.nstate > detail::kBwdSmemState) plan.bwd_reduce = detail::kReduceWarp;
-    const bool warp_reduce = plan.bwd_reduce == detail::kReduceWarp;
+    if (s.nstate > detail::kBwdSmemState && plan.bwd_reduce == detail::kReduceBlock)
+      plan.bwd_reduce = detail::kReduceWarp;
+    const bool warp_reduce = plan.bwd_reduce != detail::kReduceBlock;  // warp or direct
     plan.bwd_blocks_per_sm = tuning.bwd_blocks_per_sm > 0 ? tuning.bwd_blocks_per_sm
                              : warp_reduce                ? 3
                                                           : 2;

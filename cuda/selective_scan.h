@@ -77,7 +77,9 @@ struct ScanTuning {
   int bwd_state_split = 0;
   int bwd_reduce = 0;  // how the long-row backward sums dB and dC over channels: 1 = in shared
                        // memory over the block's channels, then one atomic per block; 2 = one
-                       // coalesced atomic per warp (no block barrier per state); 0: choose
+                       // coalesced atomic per warp (no block barrier per state); 3 = 4-float
+                       // atomics straight from each lane's registers (no transposition, twice
+                       // the L2 sectors; whole aligned tiles, else as 2); 0: choose
 };
 
 // The launch plan for one shape on the current device, and the scratch memory it needs.
@@ -94,7 +96,7 @@ struct ScanPlan {
   std::int64_t bwd_segment_len = 0;
   int bwd_rows_per_warp = 1;
   int bwd_blocks_per_sm = 2;
-  int bwd_reduce = 1;                 // 1 block, 2 warp (see ScanTuning)
+  int bwd_reduce = 1;                 // 1 block, 2 warp, 3 direct (see ScanTuning)
   int bwd_state_split = 1;            // warp atomics only (see ScanTuning)
   std::int64_t state_chunks = 0;      // ceil(len / kStateChunk) when len > kStateChunk, else 0
   std::size_t states_floats = 0;      // forward -> backward checkpoints: batch*dim*chunks*nstate

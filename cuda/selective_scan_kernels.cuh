@@ -706,41 +706,58 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         // and the reads free of bank conflicts (every 8 lanes of a 16-byte access touch 8
         // distinct 16-byte bank groups). 4 stores and 4 loads a lane, no index arithmetic per step.
         static_assert(K == 8 && kStateChunk == 256, "the slot layout assumes 8 steps a lane");
-        float4* slot4 = reinterpret_cast<float4*>(s_wslot);
-        const int x = (sub >> 2) & 1;
-        slot4[2 * sub + x] = make_float4(tb[0], tb[1], tb[2], tb[3]);
-        slot4[2 * sub + (x ^ 1)] = make_float4(tb[4], tb[5], tb[6], tb[7]);
-        slot4[64 + 2 * sub + x] = make_float4(tc[0], tc[1], tc[2], tc[3]);
-        slot4[64 + 2 * sub + (x ^ 1)] = make_float4(tc[4], tc[5], tc[6], tc[7]);
-        __syncwarp();
         const std::int64_t o = (static_cast<std::int64_t>(b) * N + n) * p.len + t0;
         const int lim = t_end - t0;
-        if (active) {
-          const int r = sub ^ ((sub >> 3) & 1);
-          const float4 b0 = slot4[r], b1 = slot4[32 + r], c0 = slot4[64 + r], c1 = slot4[96 + r];
-          // The atomics' results are unused (RED, fire and forget); no block barrier.
 #ifdef UMAMBA_VECTOR_ATOMICS
-          if (p.vec_dbc && lim >= kStateChunk) {  // aligned rows, a whole tile: 4-float atomics
-            atomicAdd(reinterpret_cast<float4*>(p.dB + o) + sub, b0);
-            atomicAdd(reinterpret_cast<float4*>(p.dB + o + 128) + sub, b1);
-            atomicAdd(reinterpret_cast<float4*>(p.dC + o) + sub, c0);
-            atomicAdd(reinterpret_cast<float4*>(p.dC + o + 128) + sub, c1);
-          } else
+        // kReduceDirect on a whole aligned tile: each lane adds its own 8 steps as two 4-float
+        // atomics per array, no transposition (half-used 32-byte sectors: twice the L2 sectors of
+        // the coalesced path, none of its shared-memory traffic). Uniform over the warp.
+        if (p.reduce == kReduceDirect && p.vec_dbc && lim >= kStateChunk) {
+          if (active) {
+            float4* db = reinterpret_cast<float4*>(p.dB + o) + 2 * sub;
+            float4* dc = reinterpret_cast<float4*>(p.dC + o) + 2 * sub;
+            atomicAdd(db, make_float4(tb[0], tb[1], tb[2], tb[3]));
+            atomicAdd(db + 1, make_float4(tb[4], tb[5], tb[6], tb[7]));
+            atomicAdd(dc, make_float4(tc[0], tc[1], tc[2], tc[3]));
+            atomicAdd(dc + 1, make_float4(tc[4], tc[5], tc[6], tc[7]));
+          }
+        } else
 #endif
-          {
-            const float vb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-            const float vc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+        {
+          float4* slot4 = reinterpret_cast<float4*>(s_wslot);
+          const int x = (sub >> 2) & 1;
+          slot4[2 * sub + x] = make_float4(tb[0], tb[1], tb[2], tb[3]);
+          slot4[2 * sub + (x ^ 1)] = make_float4(tb[4], tb[5], tb[6], tb[7]);
+          slot4[64 + 2 * sub + x] = make_float4(tc[0], tc[1], tc[2], tc[3]);
+          slot4[64 + 2 * sub + (x ^ 1)] = make_float4(tc[4], tc[5], tc[6], tc[7]);
+          __syncwarp();
+          if (active) {
+            const int r = sub ^ ((sub >> 3) & 1);
+            const float4 b0 = slot4[r], b1 = slot4[32 + r], c0 = slot4[64 + r], c1 = slot4[96 + r];
+            // The atomics' results are unused (RED, fire and forget); no block barrier.
+#ifdef UMAMBA_VECTOR_ATOMICS
+            if (p.vec_dbc && lim >= kStateChunk) {  // aligned rows, a whole tile: 4-float atomics
+              atomicAdd(reinterpret_cast<float4*>(p.dB + o) + sub, b0);
+              atomicAdd(reinterpret_cast<float4*>(p.dB + o + 128) + sub, b1);
+              atomicAdd(reinterpret_cast<float4*>(p.dC + o) + sub, c0);
+              atomicAdd(reinterpret_cast<float4*>(p.dC + o + 128) + sub, c1);
+            } else
+#endif
+            {
+              const float vb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+              const float vc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-              const int tt = (i >> 2) * 128 + 4 * sub + (i & 3);
-              if (tt < lim) {
-                atomicAdd(p.dB + o + tt, vb[i]);
-                atomicAdd(p.dC + o + tt, vc[i]);
+              for (int i = 0; i < 8; ++i) {
+                const int tt = (i >> 2) * 128 + 4 * sub + (i & 3);
+                if (tt < lim) {
+                  atomicAdd(p.dB + o + tt, vb[i]);
+                  atomicAdd(p.dC + o + tt, vc[i]);
+                }
               }
             }
           }
+          __syncwarp();  // the slot is rewritten by the next state
         }
-        __syncwarp();  // the slot is rewritten by the next state
       } else if constexpr (kMode == BwdMode::kLongBlockSlots) {
         // Sum the block's warps (channels) into the tile's dB/dC accumulators. Shared-memory float
         // atomics are compare-and-swap loops on sm_90, so each warp writes its own slot (double

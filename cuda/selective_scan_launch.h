@@ -15,8 +15,10 @@ constexpr int kBwdItems = kLongItems;
 constexpr int kFwdWarps = 4;  // warps per forward block (short rows: independent; long: one batch)
 constexpr int kBwdWarps = 4;  // warps per backward block (channels of one batch, same time range)
 constexpr int kBwdSmemState = 16;  // dB/dC block reduction in shared memory up to this nstate
-constexpr int kReduceBlock = 1;  // BwdParams::reduce: dB/dC summed over the block in shared memory
-constexpr int kReduceWarp = 2;   // ... added by each warp with coalesced global atomics
+constexpr int kReduceBlock = 1;   // BwdParams::reduce: dB/dC summed over the block in shared memory
+constexpr int kReduceWarp = 2;    // ... added by each warp with coalesced global atomics
+constexpr int kReduceDirect = 3;  // ... added by each lane from registers (4-float atomics on
+                                  // whole aligned tiles, else as kReduceWarp)
 
 struct FwdParams {
   int batch, dim, len, nstate;
@@ -56,7 +58,7 @@ struct BwdParams {
   int rows_per_warp;  // R (long rows only)
   int state_split;    // long rows, warp atomics: warps sharing a channel, each a share of states
   int blocks_per_sm;  // register budget of the long-row kernel: 2, 3 or 4 blocks per SM
-  int reduce;         // kReduceBlock (nstate <= kBwdSmemState only) or kReduceWarp
+  int reduce;         // kReduceBlock (nstate <= kBwdSmemState only), kReduceWarp or kReduceDirect
   int chunks;
   bool softplus;
   bool vec;
@@ -98,7 +100,7 @@ inline int bwd_smem_bytes(const BwdParams& p) {
   // Block reduction: dB/dC tile accumulators and the per-warp slots that feed them (double
   // buffered). Warp atomics: one slot per warp, where the warp transposes its values for
   // coalesced atomics.
-  const int red = p.reduce == kReduceWarp ? kBwdWarps * 2 * kStateChunk
+  const int red = p.reduce != kReduceBlock ? kBwdWarps * 2 * kStateChunk
                   : p.nstate <= kBwdSmemState
                       ? 2 * kBwdSmemState * kStateChunk + 2 * kBwdWarps * 2 * kStateChunk
                       : 0;

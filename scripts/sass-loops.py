@@ -8,9 +8,8 @@
 #
 # Without --state-loop: every loop (a backward branch) as "loop START-END: N instructions, M MUFU".
 # With it: the innermost loop with 9 MUFU (the backward's loop over states: 8 steps' decays and the
-# tile's), less the per-element atomic fallback (from the predicated branch to the 4-float atomics
-# up to their target), with an opcode histogram. cuobjdump comes with the CUDA toolkit (or the PyPI
-# wheel nvidia-cuda-cuobjdump).
+# tile's), and the instructions of one walk through it (see --take in main), with an opcode
+# histogram. cuobjdump comes with the CUDA toolkit (or the PyPI wheel nvidia-cuda-cuobjdump).
 import collections
 import re
 import subprocess
@@ -57,16 +56,34 @@ def main():
     if not nine:
         sys.exit("no loop with 9 MUFU")
     _, s, e = min(nine)
-    loop = ins[s:e + 1]
-    branch = next((k for k, (_, t) in enumerate(loop) if re.search(r"BRA P\d, 0x", t)), None)
-    path = loop
-    if branch is not None:
-        target = int(re.search(r"0x([0-9a-f]+)", loop[branch][1]).group(1), 16)
-        resume = next(k for k, (a, _) in enumerate(loop) if a == target)
-        path = loop[:branch + 1] + loop[resume:]
-    h = collections.Counter(opcode(t) for _, t in path)
-    print(f"state loop {ins[s][0]:05x}-{ins[e][0]:05x}: {len(loop)} instructions, "
-          f"full-tile path {len(path)}")
+    # Walk one iteration: unconditional branches are followed, "@P BRA Q, X" (a branch on two
+    # predicates: the path choices) follow --take (1 taken, 0 not, in order of meeting them;
+    # default 0,1: not the direct atomics, then the 4-float atomics of a whole aligned tile),
+    # other predicated branches and BRA.DIV fall through; the walk ends at the loop's back edge.
+    take = [int(c) for c in next((a.split("=")[1] for a in sys.argv if a.startswith("--take=")),
+                                 "0,1").split(",")]
+    index = {a: i for i, (a, _) in enumerate(ins)}
+    i, path, met = s, [], 0
+    while i <= e and len(path) < 10000:
+        a, t = ins[i]
+        path.append(t)
+        if i == e:
+            break
+        target = re.search(r"BRA(?:\.\w+)? (?:P\d, )?0x([0-9a-f]+)", t)
+        if target and ".DIV" not in t:
+            x = index[int(target.group(1), 16)]
+            if re.match(r"@!?P\d BRA P\d, ", t):
+                choice = take[met] if met < len(take) else 0
+                met += 1
+                i = x if choice else i + 1
+                continue
+            if not t.startswith("@"):
+                i = x
+                continue
+        i += 1
+    h = collections.Counter(opcode(t) for t in path)
+    print(f"state loop {ins[s][0]:05x}-{ins[e][0]:05x}: {e - s + 1} instructions, "
+          f"path --take={','.join(map(str, take))}: {len(path)}")
     print(" ".join(f"{k} {v}" for k, v in h.most_common()))
 
 

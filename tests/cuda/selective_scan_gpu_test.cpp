@@ -297,6 +297,8 @@ TEST(UMAMBA_SCAN_SUITE, fp32_forced_plans_match_reference) {
       {short_rows(256, 1, 8), "fwd one-tile kernel, 8 steps per lane"},
       {short_rows(256, 4, 8), "fwd one-tile kernel, 8 steps per lane, split over 4 warps"},
       {state_split(2), "bwd states split over 2 warps"},
+      {forced(0, 0, 0, 3), "bwd direct 4-float atomics from registers"},
+      {forced(3, 2, 3, 3, 2), "bwd direct atomics, R2 3 segments, 2 blocks per SM"},
       {state_split(4), "bwd states split over 4 warps"},
       {state_split(4, 2, 3), "bwd states split over 4 warps, R2, 3 segments"},
   };
@@ -343,6 +345,7 @@ TEST(UMAMBA_SCAN_SUITE, half_precision_inputs_match_reference) {
       check_case({s, dt, forced(0, 0, 0, 1), {}, {}, "bwd block reduction"}, seed++);
       check_case({s, dt, {}, {}, {3, 0}, "unaligned rows"}, seed++);
       check_case({s, dt, state_split(4), {}, {}, "bwd states split over 4 warps"}, seed++);
+      check_case({s, dt, forced(0, 0, 0, 3), {}, {}, "bwd direct atomics"}, seed++);
     }
 }
 

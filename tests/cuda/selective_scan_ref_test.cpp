@@ -255,7 +255,7 @@ TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
   bad.bwd_rows_per_warp = 3;
   EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad, 132), umamba::Error);
   umamba::cuda::ScanTuning bad_reduce;
-  bad_reduce.bwd_reduce = 3;
+  bad_reduce.bwd_reduce = 4;
   EXPECT_THROW(umamba::cuda::plan_scan({1, 1, 1000, 16}, bad_reduce, 132), umamba::Error);
   umamba::cuda::ScanTuning bad_blocks;
   bad_blocks.bwd_blocks_per_sm = 5;
@@ -283,6 +283,12 @@ TEST(Cuda_ScanPlan, block_reduction_only_where_it_fits) {
   const auto dflt = umamba::cuda::plan_scan({12, 512, 4096, 16}, {}, 132);
   EXPECT_EQ(dflt.bwd_reduce, 2);
   EXPECT_EQ(dflt.bwd_blocks_per_sm, 3);
+  // Direct atomics (3) stay asked for at any nstate: they use the warp kernel.
+  umamba::cuda::ScanTuning direct;
+  direct.bwd_reduce = 3;
+  const auto d64 = umamba::cuda::plan_scan({2, 8, 5000, 64}, direct, 132);
+  EXPECT_EQ(d64.bwd_reduce, 3);
+  EXPECT_NE(d64.describe().find("direct"), std::string::npos) << d64.describe();
 }
 
 TEST(Cuda_ScanPlan, backward_state_split_only_when_asked_and_with_warp_atomics) {
