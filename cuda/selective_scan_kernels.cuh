@@ -284,16 +284,25 @@ __device__ __forceinline__ float make_dt(float (&dt)[K], int valid, float bias, 
   return sum;
 }
 
-// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order. A lane
-// with no partner at this distance combines with the identity (1, 0) instead of branching: two
-// selects, where a conditional update compiled to predicated copies of both values.
+// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order.
+//   kSelect: a lane with no partner at this distance combines with the identity (1, 0) through two
+// selects instead of a conditional update (which compiles to predicated copies of both values):
+// fewer instructions in the backward's state loop, but in the bf16 forward it raised the long
+// kernel from 80 to 110 registers (4 instead of 5 blocks per SM; H200: 40% slower), so the
+// forward keeps the conditional form.
+template <bool kSelect = false>
 __device__ __forceinline__ void scan_up(float& P, float& s, int sub, int width) {
   for (int off = 1; off < width; off <<= 1) {
     const float Pp = __shfl_up_sync(kFull, P, off, width);
     const float sp = __shfl_up_sync(kFull, s, off, width);
-    const bool has = sub >= off;
-    s = fmaf(P, has ? sp : 0.f, s);
-    P *= has ? Pp : 1.f;
+    if constexpr (kSelect) {
+      const bool has = sub >= off;
+      s = fmaf(P, has ? sp : 0.f, s);
+      P *= has ? Pp : 1.f;
+    } else if (sub >= off) {
+      s = fmaf(P, sp, s);
+      P *= Pp;
+    }
   }
 }
 
@@ -630,7 +639,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       }
       const float P0 = ex2(a * dt_sum);
       float P = P0;
-      scan_up(P, s, sub, G);
+      scan_up<true>(P, s, sub, G);
       const float start = st ? __shfl_sync(kFull, n < 32 ? st_lo : st_hi, n & 31) : 0.f;
       const float incl = fmaf(P, start, s);
       float h0 = __shfl_up_sync(kFull, incl, 1, G);
@@ -732,26 +741,53 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
           slot4[64 + 2 * sub + (x ^ 1)] = make_float4(tc[4], tc[5], tc[6], tc[7]);
           __syncwarp();
           if (active) {
-            const int r = sub ^ ((sub >> 3) & 1);
-            const float4 b0 = slot4[r], b1 = slot4[32 + r], c0 = slot4[64 + r], c1 = slot4[96 + r];
             // The atomics' results are unused (RED, fire and forget); no block barrier.
 #ifdef UMAMBA_VECTOR_ATOMICS
-            if (p.vec_dbc && lim >= kStateChunk) {  // aligned rows, a whole tile: 4-float atomics
-              atomicAdd(reinterpret_cast<float4*>(p.dB + o) + sub, b0);
-              atomicAdd(reinterpret_cast<float4*>(p.dB + o + 128) + sub, b1);
-              atomicAdd(reinterpret_cast<float4*>(p.dC + o) + sub, c0);
-              atomicAdd(reinterpret_cast<float4*>(p.dC + o + 128) + sub, c1);
+            if (p.vec_dbc) {  // aligned rows: 4-float atomics
+              const int r = sub ^ ((sub >> 3) & 1);
+              const float4 b0 = slot4[r], b1 = slot4[32 + r];
+              const float4 c0 = slot4[64 + r], c1 = slot4[96 + r];
+              float4* db = reinterpret_cast<float4*>(p.dB + o) + sub;
+              float4* dc = reinterpret_cast<float4*>(p.dC + o) + sub;
+              if (lim >= kStateChunk) {  // a whole tile
+                atomicAdd(db, b0);
+                atomicAdd(db + 32, b1);
+                atomicAdd(dc, c0);
+                atomicAdd(dc + 32, c1);
+              } else {  // the row's last tile: element-wise only where its end cuts a group
+                const float4 vb[2] = {b0, b1}, vc[2] = {c0, c1};
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                  const int tt = h * 128 + 4 * sub;
+                  if (tt + 4 <= lim) {
+                    atomicAdd(db + 32 * h, vb[h]);
+                    atomicAdd(dc + 32 * h, vc[h]);
+                  } else {
+                    const float eb[4] = {vb[h].x, vb[h].y, vb[h].z, vb[h].w};
+                    const float ec[4] = {vc[h].x, vc[h].y, vc[h].z, vc[h].w};
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                      if (tt + j < lim) {
+                        atomicAdd(p.dB + o + tt + j, eb[j]);
+                        atomicAdd(p.dC + o + tt + j, ec[j]);
+                      }
+                  }
+                }
+              }
             } else
 #endif
             {
-              const float vb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-              const float vc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+              // Element-wise, 32 consecutive steps per instruction (4-float atomics would cut 128
+              // bytes into 4 sectors per instruction). Step t, written by lane s = t / 8 as its
+              // k = t % 8, is float k % 4 of float4 2s + (k / 4 ^ bit 2 of s): for one i the 32
+              // lanes read a permutation of 32 consecutive floats, free of bank conflicts.
 #pragma unroll
-              for (int i = 0; i < 8; ++i) {
-                const int tt = (i >> 2) * 128 + 4 * sub + (i & 3);
-                if (tt < lim) {
-                  atomicAdd(p.dB + o + tt, vb[i]);
-                  atomicAdd(p.dC + o + tt, vc[i]);
+              for (int i = 0; i < K; ++i) {
+                const int t = i * 32 + sub, s = t >> 3, k = t & 7;
+                const int idx = 4 * (2 * s + ((k >> 2) ^ ((s >> 2) & 1))) + (k & 3);
+                if (t < lim) {
+                  atomicAdd(p.dB + o + t, s_wslot[idx]);
+                  atomicAdd(p.dC + o + t, s_wslot[kStateChunk + idx]);
                 }
               }
             }
