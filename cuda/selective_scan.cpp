@@ -36,6 +36,45 @@ int pow2_at_least(std::int64_t v) {
   return p;
 }
 
+// Segments per row of a long-row kernel. A block of either long-row kernel walks its rows' tiles
+// one after the other, latency-bound (a chain over time steps), so the kernel lasts about
+//   waves(main) * seg_len + kSummaryCost * waves(summary) * seg_len,
+// with waves(x) = ceil(blocks / resident blocks) for the main pass (S segments) and the summary
+// pass (the S - 1 segments that hand a carry on). The smallest time wins (ties: fewer segments).
+// Fitted to a sweep of forced segment counts, 1..24, over the benchmark's long shapes on an H200
+// (docs/cuda.md): the model's choice was within 4% of the sweep's best on every shape in both
+// directions, where "enough blocks for one wave" (the rule it replaces) lost up to 2.5x: 1.16 or
+// 1.94 waves ran as 2 (the backward of (2, 128, 430080) took 14.8 ms with 7 segments, 9.5 ms with
+// 24), and a short summary pass over few blocks is a long serial walk.
+constexpr double kSummaryCost = 0.2;  // a summary step per block over a main step (H200 fit)
+constexpr std::int64_t kMaxSegments = 64;
+// Resident blocks per SM of the forward's long-row kernel (4 warps, 80 registers: 6; the sweep
+// agrees - 1.16 "waves" of 5 blocks ran as one) and of the two summary kernels (82 registers: 5
+// or 6, the sweep fits 6 better; 72 registers: 7).
+constexpr std::int64_t kFwdLongBlocksPerSm = 6;
+constexpr std::int64_t kFwdSummaryBlocksPerSm = 6;
+constexpr std::int64_t kBwdSummaryBlocksPerSm = 7;
+
+std::int64_t choose_segments(std::int64_t blocks_per_segment, std::int64_t len,
+                             std::int64_t main_slots, std::int64_t summary_slots) {
+  const std::int64_t nchunks = ceil_div(len, kStateChunk);
+  double best = 0;
+  std::int64_t best_segs = 1;
+  for (std::int64_t s = 1; s <= std::min(nchunks, kMaxSegments); ++s) {
+    const std::int64_t seg_len = ceil_div(nchunks, s) * kStateChunk;
+    const std::int64_t segs = ceil_div(len, seg_len);
+    double t = static_cast<double>(ceil_div(blocks_per_segment * segs, main_slots) * seg_len);
+    if (segs > 1)
+      t += kSummaryCost *
+           static_cast<double>(ceil_div(blocks_per_segment * (segs - 1), summary_slots) * seg_len);
+    if (s == 1 || t < best) {
+      best = t;
+      best_segs = segs;
+    }
+  }
+  return best_segs;
+}
+
 void check_cuda(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     fail("selective scan: {} failed: {} ({})", what, cudaGetErrorString(e), static_cast<int>(e));
@@ -180,14 +219,15 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     plan.fwd_lanes = 32;
     const std::int64_t tile = 32 * plan.fwd_items;
     const std::int64_t ntiles = ceil_div(s.len, tile);
-    // About the warps that fit on the GPU at once (5 blocks of 4 warps per SM: 38 KB of shared
-    // memory each).
-    const std::int64_t target = tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 20 * sms;
-    std::int64_t segs = 1;
-    if (tuning.fwd_segments > 0)
-      segs = tuning.fwd_segments;
-    else if (rows < target)  // split when the rows alone leave part of the GPU idle
-      segs = ceil_div(target, rows);
+    // Segments from the wave model (choose_segments): 6 blocks of 4 warps resident per SM.
+    const std::int64_t slots = (tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps
+                                                            : 4 * kFwdLongBlocksPerSm * sms) /
+                               detail::kFwdWarps;
+    const std::int64_t blocks = s.batch * ceil_div(s.dim, detail::kFwdWarps);
+    std::int64_t segs = tuning.fwd_segments > 0
+                            ? tuning.fwd_segments
+                            : choose_segments(blocks, s.len, std::max<std::int64_t>(1, slots),
+                                              kFwdSummaryBlocksPerSm * sms);
     segs = std::clamp<std::int64_t>(segs, 1, ntiles);
     plan.fwd_segment_len = ceil_div(ntiles, segs) * tile;
     plan.fwd_segments = static_cast<int>(ceil_div(s.len, plan.fwd_segment_len));
@@ -215,13 +255,8 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                                                           : 2;
     if (!warp_reduce) plan.bwd_blocks_per_sm = std::min(plan.bwd_blocks_per_sm, 3);
     const std::int64_t nchunks = ceil_div(s.len, kStateChunk);
-    // Rows of at most 4 tiles are cut into segments only while the blocks are fewer than the SMs:
-    // the segment summaries cost a pass of their own, which on (2, 420, 320) and (2, 640, 840) took
-    // longer than the parallelism gained (H200: 80 -> 67 us and 170 -> 150 us without them), while
-    // (12, 32, 512), 96 blocks, still gains (51 -> 41 us with 2 segments).
-    const std::int64_t target = tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks
-                                : nchunks <= 4               ? sms
-                                                             : plan.bwd_blocks_per_sm * sms;
+    const std::int64_t target =
+        tuning.bwd_target_blocks > 0 ? tuning.bwd_target_blocks : plan.bwd_blocks_per_sm * sms;
     // State split: measured on no GPU yet, so it is used only when asked for (ScanTuning).
     plan.bwd_state_split = warp_reduce && tuning.bwd_state_split > 0 ? tuning.bwd_state_split : 1;
     const int channels_per_pass = detail::kBwdWarps / plan.bwd_state_split;
@@ -241,7 +276,9 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
         while (r > 1 && blocks_for(r) * nchunks < target) r /= 2;
       }
     }
-    if (segs == 0) segs = blocks_for(r) >= target ? 1 : ceil_div(target, blocks_for(r));
+    // Segments from the wave model (choose_segments; the rule "blocks for one wave" lost up to 2.5x).
+    if (segs == 0)
+      segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms);
     segs = std::clamp<std::int64_t>(segs, 1, nchunks);
     plan.bwd_rows_per_warp = r;
     plan.bwd_segment_len = ceil_div(nchunks, segs) * kStateChunk;

@@ -58,7 +58,8 @@ StateStrides contiguous_states(const ScanShape& s);  // {nstate*len, len}
 // "choose". Segments split len across independent warps (or blocks), joined by a short summary
 // pass.
 struct ScanTuning {
-  int fwd_target_warps = 0;  // warps the forward should keep busy (0: what fits, 16 or 12 per SM)
+  int fwd_target_warps = 0;  // warps the forward keeps resident (0: what fits: one-tile kernel 24
+                             // or 16 per SM, long rows 24)
   int fwd_segments = 0;      // force this many segments per row in the forward (0: from the target)
   // Rows up to this length take the forward's one-tile kernel (direct loads, no staging; 16 steps
   // per lane, so at most 512); 0: choose.

@@ -240,11 +240,38 @@ TEST(Cuda_ScanPlan, one_tile_forward_and_short_backward_rows) {
   EXPECT_EQ(plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
-  // Backward rows of at most 4 tiles: segments only while the blocks are fewer than the SMs.
+  // Backward rows of at most 4 tiles: segments only where the summary pass is paid back.
   EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 2);
   EXPECT_EQ(plan_scan({2, 420, 320, 16}, {}, 132).bwd_segments, 1);
   EXPECT_EQ(plan_scan({2, 640, 840, 16}, {}, 132).bwd_segments, 1);
   EXPECT_GT(plan_scan({2, 512, 6720, 16}, {}, 132).bwd_segments, 1);
+}
+
+TEST(Cuda_ScanPlan, segments_follow_the_wave_model) {
+  using umamba::cuda::plan_scan;
+  // (12, 128, 65536) backward: 384 blocks of one segment fill one wave of 396 (3 per SM on 132);
+  // 2 segments would take 2 waves of half the length plus a summary pass.
+  EXPECT_EQ(plan_scan({12, 128, 65536, 16}, {}, 132).bwd_segments, 1);
+  // On 100 SMs (300 resident) they would take 2 waves, the second a quarter full: segments pay.
+  EXPECT_GT(plan_scan({12, 128, 65536, 16}, {}, 100).bwd_segments, 1);
+  // Few rows of very long sequences: many short segments, so that the main pass ends in a nearly
+  // full last wave and the summary pass walks short segments (H200 sweep: more segments were faster
+  // up to the 24 measured on (2, 64, 1720320), 2.5x faster than 13).
+  const auto longest = plan_scan({2, 64, 1720320, 16}, {}, 132);
+  EXPECT_GE(longest.bwd_segments, 32);
+  EXPECT_GE(longest.fwd_segments, 32);
+  // The main pass's blocks fill their last wave at least half way on these shapes (3 blocks per
+  // SM backward, 6 forward).
+  for (const ScanShape s : {ScanShape{2, 64, 1720320, 16}, ScanShape{2, 128, 430080, 16},
+                            ScanShape{12, 64, 262144, 16}, ScanShape{2, 256, 53760, 16}}) {
+    const auto plan = plan_scan(s, {}, 132);
+    SCOPED_TRACE(plan.describe());
+    const std::int64_t blocks = s.batch * ((s.dim + 3) / 4);
+    const std::int64_t last_bwd = (blocks * plan.bwd_segments) % 396;
+    const std::int64_t last_fwd = (blocks * plan.fwd_segments) % 792;
+    EXPECT_TRUE(last_bwd == 0 || 2 * last_bwd >= 396) << last_bwd;
+    EXPECT_TRUE(last_fwd == 0 || 2 * last_fwd >= 792) << last_fwd;
+  }
 }
 
 TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
