@@ -410,24 +410,114 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
     store_run<T, K>(static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd + my_t, valid, p.vec, y);
 }
 
-// Long rows: a block's warps take kFwdWarps channels of one batch over one segment, 256-step tiles
-// in order, the state carried in shared memory; B and C tiles are staged per block. kSummary: the
-// summary pass (segments 0..S-2), which writes each segment's end state from a zero start and its
-// sum of dt instead of outputs. Otherwise the state entering the segment folds those summaries.
-template <typename T, bool kSummary>
-__global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const FwdParams p) {
+// Forward segment summaries (segments 0..S-2): each segment's end state from a zero start,
+//   h_end(n) = sum_t 2^(a_n T_t) x_t B_t(n),  x_t = dt_t u_t,  T_t = sum of dt over (t, segment end),
+// (a_n = A_n log2 e) and the segment's sum of dt, which scan_fwd_long_kernel folds into the state
+// entering each later segment. Unlike the main pass this needs no scan per state: the decays are
+// suffix sums of dt, shared by all states, so a state costs one ex2, one product and one FMA per
+// step (the main pass's state loop, run as the summary before, cost 0.66 of the main pass on
+// (12, 128, 65536) bf16: ncu, H200). A warp takes one channel over one segment, tiles from the last
+// to the first; each lane sums its own steps' terms per state in registers (kStageStates states at
+// a time) and the warp reduces them once at the end. B is read directly (the block's warps are
+// channels of one batch: the same B, from L1).
+template <typename T>
+__global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const FwdParams p) {
   constexpr int K = kLongItems;
-  constexpr int kSF = stage_floats<K>();
-  __shared__ float s_carry[kFwdWarps][kMaxState];
-  __shared__ __align__(16) float s_bc[(kSummary ? 1 : 2) * kStageStates * kSF];
+  constexpr int G = kStageStates;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
   const int S = p.segments;
-  const int seg_tasks = kSummary ? S - 1 : S;
   const int groups = (p.dim + kFwdWarps - 1) / kFwdWarps;
-  const int seg = static_cast<int>(blockIdx.x % seg_tasks);
-  const int rest = static_cast<int>(blockIdx.x / seg_tasks);
+  const int seg = static_cast<int>(blockIdx.x % (S - 1));
+  const int rest = static_cast<int>(blockIdx.x / (S - 1));
+  const int grp = rest % groups;
+  const int b = rest / groups;
+  const int d = grp * kFwdWarps + warp;
+  if (d >= p.dim) return;  // warp-uniform; the kernel has no block barriers
+  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  const int t_begin = seg * p.seg_len;
+  const int t_end = min(p.len, t_begin + p.seg_len);
+  const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
+  const T* u_row = static_cast<const T*>(p.u) + b * p.u_sb + d * p.u_sd;
+  const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
+  const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
+  const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
+  const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+  float* out = p.summary + (row * S + seg) * (N + 1);
+
+  float seg_dt = 0.f;  // uniform over the warp
+#pragma unroll 1
+  for (int n0 = 0; n0 < N; n0 += G) {
+    const int ng = min(G, N - n0);
+    float a[G], acc[G];
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      a[j] = j < ng ? __ldg(A_row + n0 + j) * kLog2e : 0.f;
+      acc[j] = 0.f;
+    }
+    seg_dt = 0.f;
+#pragma unroll 1
+    for (int it = ntiles - 1; it >= 0; --it) {
+      const int my_t = t_begin + it * kStateChunk + lane * K;
+      const int valid = t_end - my_t;
+      float dt[K], x[K], Tk[K];
+      load_run<T, K>(u_row + my_t, valid, p.vec, x);
+      load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+      const float mine = make_dt<K>(dt, valid, bias, p.softplus);
+      float after = mine;  // then: the sum of dt over lanes >= this one
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const float v = __shfl_down_sync(kFull, after, off);
+        if (lane + off < 32) after += v;
+      }
+      float T_after = seg_dt + (after - mine);  // dt after my last step, to the segment's end
+#pragma unroll
+      for (int k = K - 1; k >= 0; --k) {
+        Tk[k] = T_after;
+        T_after += dt[k];
+        x[k] *= dt[k];
+      }
+      seg_dt += __shfl_sync(kFull, after, 0);
+#pragma unroll
+      for (int j = 0; j < G; ++j) {
+        if (j < ng) {
+          float bv[K];
+          load_run<T, K>(B_b + (n0 + j) * p.B_sn + my_t, valid, p.vec, bv);
+          float sum = 0.f;
+#pragma unroll
+          for (int k = 0; k < K; ++k) sum = fmaf(ex2(a[j] * Tk[k]), x[k] * bv[k], sum);
+          acc[j] += sum;
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      if (j < ng) {
+        const float v = group_sum(acc[j], 32);
+        if (lane == 0) out[n0 + j] = v;
+      }
+    }
+  }
+  if (lane == 0) out[N] = seg_dt;
+}
+
+// Long rows: a block's warps take kFwdWarps channels of one batch over one segment, 256-step tiles
+// in order, the state carried in shared memory; B and C tiles are staged per block. The state
+// entering a segment folds the summaries of the segments before it (scan_fwd_summary_kernel).
+template <typename T>
+__global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const FwdParams p) {
+  constexpr int K = kLongItems;
+  constexpr int kSF = stage_floats<K>();
+  __shared__ float s_carry[kFwdWarps][kMaxState];
+  __shared__ __align__(16) float s_bc[2 * kStageStates * kSF];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int N = p.nstate;
+  const int S = p.segments;
+  const int groups = (p.dim + kFwdWarps - 1) / kFwdWarps;
+  const int seg = static_cast<int>(blockIdx.x % S);
+  const int rest = static_cast<int>(blockIdx.x / S);
   const int grp = rest % groups;
   const int b = rest / groups;
   const int d_raw = grp * kFwdWarps + warp;
@@ -444,11 +534,11 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
   const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
   const float Dv = p.D ? __ldg(p.D + d) : 0.f;
   const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
-  float* states_row = (!kSummary && p.states) ? p.states + row * p.chunks * N : nullptr;
+  float* states_row = p.states ? p.states + row * p.chunks * N : nullptr;
 
   for (int n = lane; n < N; n += 32) {
     float h = 0.f;
-    if (!kSummary && seg > 0) {
+    if (seg > 0) {
       const float a = __ldg(A_row + n) * kLog2e;
       const float* sm = p.summary + row * S * (N + 1);
       for (int j = 0; j < seg; ++j) h = fmaf(ex2(a * sm[j * (N + 1) + N]), h, sm[j * (N + 1) + n]);
@@ -457,7 +547,6 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
   }
   __syncwarp();
 
-  float seg_dt = 0.f;
   for (int t0 = t_begin; t0 < t_end; t0 += 32 * K) {
     const int my_t = t0 + lane * K;
     const int valid = t_end - my_t;  // in-range steps from my_t (may be <= 0 or > K)
@@ -474,14 +563,12 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
         y[k] = Dv * uv[k];
       }
     }
-    seg_dt += dt_sum;
 #pragma unroll 1
     for (int n0 = 0; n0 < N; n0 += kStageStates) {
       const int ng = min(kStageStates, N - n0);
       __syncthreads();  // the previous group's readers are done with s_bc
       stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
-      if (!kSummary)
-        stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
+      stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
                          s_bc + kStageStates * kSF);
       __syncthreads();
 #pragma unroll 1
@@ -501,18 +588,16 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
         scan_up(P, s, lane, 32);
         const float carry = s_carry[warp][n];
         const float incl = fmaf(P, carry, s);  // state after my last step
-        if (!kSummary) {
-          float h = __shfl_up_sync(kFull, incl, 1);
-          if (lane == 0) h = carry;
-          if (states_row && active && lane == 0 && (my_t % kStateChunk) == 0)
-            states_row[(my_t / kStateChunk) * N + n] = h;
-          float cv[K];
-          read_staged<K>(s_bc + (kStageStates + j) * kSF, lane, cv);
+        float h = __shfl_up_sync(kFull, incl, 1);
+        if (lane == 0) h = carry;
+        if (states_row && active && lane == 0 && (my_t % kStateChunk) == 0)
+          states_row[(my_t / kStateChunk) * N + n] = h;
+        float cv[K];
+        read_staged<K>(s_bc + (kStageStates + j) * kSF, lane, cv);
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            h = fmaf(dA[k], h, bv[k]);
-            y[k] = fmaf(cv[k], h, y[k]);
-          }
+        for (int k = 0; k < K; ++k) {
+          h = fmaf(dA[k], h, bv[k]);
+          y[k] = fmaf(cv[k], h, y[k]);
         }
         const float last = __shfl_sync(kFull, incl, 31);
         __syncwarp();
@@ -520,7 +605,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
       }
     }
     __syncwarp();
-    if (!kSummary && active) {
+    if (active) {
       if (p.z) {
         float zv[K];
         load_run<T, K>(static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd + my_t, valid, p.vec,
@@ -530,12 +615,6 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
       }
       store_run<T, K>(static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd + my_t, valid, p.vec, y);
     }
-  }
-  if (kSummary && active) {
-    seg_dt = group_sum(seg_dt, 32);
-    float* out = p.summary + (row * S + seg) * (N + 1);
-    for (int n = lane; n < N; n += 32) out[n] = s_carry[warp][n];
-    if (lane == 0) out[N] = seg_dt;
   }
 }
 
@@ -1203,11 +1282,11 @@ int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t per_seg =
       static_cast<std::int64_t>(p.batch) * ((p.dim + kFwdWarps - 1) / kFwdWarps);
   if (p.segments > 1) {
-    launch_kernel(scan_fwd_long_kernel<T, true>, per_seg * (p.segments - 1), kFwdWarps * 32, 0,
+    launch_kernel(scan_fwd_summary_kernel<T>, per_seg * (p.segments - 1), kFwdWarps * 32, 0,
                   stream, p);
     if (const int e = launch_error()) return e;
   }
-  launch_kernel(scan_fwd_long_kernel<T, false>, per_seg * p.segments, kFwdWarps * 32, 0, stream, p);
+  launch_kernel(scan_fwd_long_kernel<T>, per_seg * p.segments, kFwdWarps * 32, 0, stream, p);
   return launch_error();
 }
 
