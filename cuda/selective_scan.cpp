@@ -49,10 +49,10 @@ int pow2_at_least(std::int64_t v) {
 constexpr double kSummaryCost = 0.2;  // a summary step per block over a main step (H200 fit)
 constexpr std::int64_t kMaxSegments = 64;
 // Resident blocks per SM of the forward's long-row kernel (4 warps, 80 registers: 6; the sweep
-// agrees - 1.16 "waves" of 5 blocks ran as one) and of the two summary kernels (120 registers: 4;
+// agrees - 1.16 "waves" of 5 blocks ran as one) and of the two summary kernels (96 registers: 5;
 // 72 registers: 7).
 constexpr std::int64_t kFwdLongBlocksPerSm = 6;
-constexpr std::int64_t kFwdSummaryBlocksPerSm = 4;
+constexpr std::int64_t kFwdSummaryBlocksPerSm = 5;
 constexpr std::int64_t kBwdSummaryBlocksPerSm = 7;
 
 std::int64_t choose_segments(std::int64_t blocks_per_segment, std::int64_t len,

@@ -418,12 +418,14 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
 // step (the main pass's state loop, run as the summary before, cost 0.66 of the main pass on
 // (12, 128, 65536) bf16: ncu, H200). A warp takes one channel over one segment, tiles from the last
 // to the first; each lane sums its own steps' terms per state in registers (kStageStates states at
-// a time) and the warp reduces them once at the end. B is read directly (the block's warps are
-// channels of one batch: the same B, from L1).
+// a time) and the warp reduces them once at the end. The block's warps are channels of one batch:
+// B is staged per tile for all of them (read directly, its load latency stalled the warps: ncu).
 template <typename T>
 __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const FwdParams p) {
   constexpr int K = kLongItems;
   constexpr int G = kStageStates;
+  constexpr int kSF = stage_floats<K>();
+  __shared__ __align__(16) float s_b[G * kSF];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
@@ -433,8 +435,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
   const int rest = static_cast<int>(blockIdx.x / (S - 1));
   const int grp = rest % groups;
   const int b = rest / groups;
-  const int d = grp * kFwdWarps + warp;
-  if (d >= p.dim) return;  // warp-uniform; the kernel has no block barriers
+  const int d_raw = grp * kFwdWarps + warp;
+  const bool active = d_raw < p.dim;  // warp-uniform; every warp takes part in the staging
+  const int d = active ? d_raw : p.dim - 1;
   const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
   const int t_begin = seg * p.seg_len;
   const int t_end = min(p.len, t_begin + p.seg_len);
@@ -459,8 +462,11 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
     seg_dt = 0.f;
 #pragma unroll 1
     for (int it = ntiles - 1; it >= 0; --it) {
-      const int my_t = t_begin + it * kStateChunk + lane * K;
+      const int t0 = t_begin + it * kStateChunk;
+      const int my_t = t0 + lane * K;
       const int valid = t_end - my_t;
+      __syncthreads();  // the previous tile's readers are done with s_b
+      stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_b);
       float dt[K], x[K], Tk[K];
       load_run<T, K>(u_row + my_t, valid, p.vec, x);
       load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
@@ -479,11 +485,12 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
         x[k] *= dt[k];
       }
       seg_dt += __shfl_sync(kFull, after, 0);
+      __syncthreads();
 #pragma unroll
       for (int j = 0; j < G; ++j) {
         if (j < ng) {
           float bv[K];
-          load_run<T, K>(B_b + (n0 + j) * p.B_sn + my_t, valid, p.vec, bv);
+          read_staged<K>(s_b + j * kSF, lane, bv);
           float sum = 0.f;
 #pragma unroll
           for (int k = 0; k < K; ++k) sum = fmaf(ex2(a[j] * Tk[k]), x[k] * bv[k], sum);
@@ -495,11 +502,11 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
     for (int j = 0; j < G; ++j) {
       if (j < ng) {
         const float v = group_sum(acc[j], 32);
-        if (lane == 0) out[n0 + j] = v;
+        if (active && lane == 0) out[n0 + j] = v;
       }
     }
   }
-  if (lane == 0) out[N] = seg_dt;
+  if (active && lane == 0) out[N] = seg_dt;
 }
 
 // Long rows: a block's warps take kFwdWarps channels of one batch over one segment, 256-step tiles
