@@ -241,7 +241,7 @@ TEST(Cuda_ScanPlan, one_tile_forward_and_short_backward_rows) {
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
   // Backward rows of at most 4 tiles: segments only where the summary pass is paid back.
-  EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 2);
+  EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 1);  // split 4 instead (below)
   EXPECT_EQ(plan_scan({2, 420, 320, 16}, {}, 132).bwd_segments, 1);
   EXPECT_EQ(plan_scan({2, 640, 840, 16}, {}, 132).bwd_segments, 1);
   EXPECT_GT(plan_scan({2, 512, 6720, 16}, {}, 132).bwd_segments, 1);
@@ -318,9 +318,18 @@ TEST(Cuda_ScanPlan, block_reduction_only_where_it_fits) {
   EXPECT_NE(d64.describe().find("direct"), std::string::npos) << d64.describe();
 }
 
-TEST(Cuda_ScanPlan, backward_state_split_only_when_asked_and_with_warp_atomics) {
-  // Not chosen by default (unmeasured); asked for, a split of S makes each block take 4/S channels,
-  // so S times the blocks; it needs the warp atomics and is 1, 2 or 4.
+TEST(Cuda_ScanPlan, backward_state_split_on_few_short_rows_or_when_asked) {
+  // By default only rows of at most 2 tiles whose blocks, split, still fit one wave: (12, 32, 512)
+  // has 96 blocks, 4 x 96 = 384 <= 396 (3 per SM on 132 SMs); (2, 420, 320) has 210 (2 x 210 do
+  // not fit); long rows take segments instead. Asked for, a split of S makes each block take 4/S
+  // channels, so S times the blocks; it needs the warp atomics and is 1, 2 or 4.
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).bwd_state_split, 4);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, {}, 132).bwd_segments, 1);
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 64, 512, 16}, {}, 132).bwd_state_split, 2);
+  EXPECT_EQ(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).bwd_state_split, 1);
+  umamba::cuda::ScanTuning block_reduce;
+  block_reduce.bwd_reduce = 1;
+  EXPECT_EQ(umamba::cuda::plan_scan({12, 32, 512, 16}, block_reduce, 132).bwd_state_split, 1);
   const umamba::cuda::ScanShape s{2, 420, 320, 16};
   const auto dflt = umamba::cuda::plan_scan(s, {}, 132);
   EXPECT_EQ(dflt.bwd_state_split, 1);
