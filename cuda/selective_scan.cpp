@@ -220,9 +220,9 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     const std::int64_t tile = 32 * plan.fwd_items;
     const std::int64_t ntiles = ceil_div(s.len, tile);
     // Segments from the wave model (choose_segments): 6 blocks of 4 warps resident per SM.
-    const std::int64_t slots = (tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps
-                                                            : 4 * kFwdLongBlocksPerSm * sms) /
-                               detail::kFwdWarps;
+    const std::int64_t slots =
+        (tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 4 * kFwdLongBlocksPerSm * sms) /
+        detail::kFwdWarps;
     const std::int64_t blocks = s.batch * ceil_div(s.dim, detail::kFwdWarps);
     std::int64_t segs = tuning.fwd_segments > 0
                             ? tuning.fwd_segments
@@ -288,7 +288,7 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
         while (r > 1 && blocks_for(r) * nchunks < target) r /= 2;
       }
     }
-    // Segments from the wave model (choose_segments; the rule "blocks for one wave" lost up to 2.5x).
+    // Segments from the wave model (choose_segments; "blocks for one wave" lost up to 2.5x).
     if (segs == 0)
       segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms);
     segs = std::clamp<std::int64_t>(segs, 1, nchunks);

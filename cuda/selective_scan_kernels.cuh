@@ -411,7 +411,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
 }
 
 // Forward segment summaries (segments 0..S-2): each segment's end state from a zero start,
-//   h_end(n) = sum_t 2^(a_n T_t) x_t B_t(n),  x_t = dt_t u_t,  T_t = sum of dt over (t, segment end),
+//   h_end(n) = sum_t 2^(a_n T_t) x_t B_t(n), x_t = dt_t u_t, T_t = sum of dt over (t, segment end),
 // (a_n = A_n log2 e) and the segment's sum of dt, which scan_fwd_long_kernel folds into the state
 // entering each later segment. Unlike the main pass this needs no scan per state: the decays are
 // suffix sums of dt, shared by all states, so a state costs one ex2, one product and one FMA per
@@ -576,7 +576,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
       __syncthreads();  // the previous group's readers are done with s_bc
       stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
       stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
-                         s_bc + kStageStates * kSF);
+                       s_bc + kStageStates * kSF);
       __syncthreads();
 #pragma unroll 1
       for (int j = 0; j < ng; ++j) {
@@ -1289,8 +1289,8 @@ int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t per_seg =
       static_cast<std::int64_t>(p.batch) * ((p.dim + kFwdWarps - 1) / kFwdWarps);
   if (p.segments > 1) {
-    launch_kernel(scan_fwd_summary_kernel<T>, per_seg * (p.segments - 1), kFwdWarps * 32, 0,
-                  stream, p);
+    launch_kernel(scan_fwd_summary_kernel<T>, per_seg * (p.segments - 1), kFwdWarps * 32, 0, stream,
+                  p);
     if (const int e = launch_error()) return e;
   }
   launch_kernel(scan_fwd_long_kernel<T>, per_seg * p.segments, kFwdWarps * 32, 0, stream, p);
