@@ -3,6 +3,7 @@
 # (`umamba bench scan --csv OURS`) and mamba-ssm's (`scripts/bench-scan-peer.py PEER_DIR PEER ...`).
 #
 #   python3 scripts/scan-table.py ours.csv peer.csv > table.md
+#   python3 scripts/scan-table.py --compact ours.csv peer.csv   # the README's table
 #
 # Per shape and dtype: forward, backward and forward+backward milliseconds (ours / mamba-ssm), the
 # ratio mamba / ours (above 1: ours faster) and the fraction of the card's peak bandwidth that the
@@ -17,10 +18,38 @@ def load(path):
         return {(r["B"], r["D"], r["L"], r["N"], r["dtype"]): r for r in csv.DictReader(f)}
 
 
+def compact(ours, peer):
+    """One row per shape: fp32 times, ratios and %peak, and the bf16 ratios."""
+    print("| shape (B, D, L), N = 16 | fp32 forward ms, ours / mamba-ssm | × | %peak | "
+          "fp32 backward ms, ours / mamba-ssm | × | %peak | bf16 forward × | bf16 backward × |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, r in ours.items():
+        if r["dtype"] != "fp32" or key not in peer:
+            continue
+        p = peer[key]
+        half = key[:4] + ("bf16",)
+        peak = float(r["peak_gbps"]) * 1e9
+        cells = [f"{r['label']} ({r['B']}, {r['D']}, {r['L']})"]
+        for what in ("fwd", "bwd"):
+            mine, theirs = float(r[f"{what}_ms"]), float(p[f"{what}_ms"])
+            pct = 100.0 * float(r[f"{what}_bytes"]) / (mine * 1e-3) / peak
+            cells += [f"{mine:.4g} / {theirs:.4g}", f"**{theirs / mine:.2f}**", f"{pct:.1f}"]
+        for what in ("fwd", "bwd"):
+            if half in ours and half in peer:
+                cells.append(f"{float(peer[half][what + '_ms']) / float(ours[half][what + '_ms']):.2f}")
+            else:
+                cells.append("-")
+        print("| " + " | ".join(cells) + " |")
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: scan-table.py OURS.csv PEER.csv")
-    ours, peer = load(sys.argv[1]), load(sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--compact"]
+    if len(args) != 2:
+        sys.exit("usage: scan-table.py [--compact] OURS.csv PEER.csv")
+    ours, peer = load(args[0]), load(args[1])
+    if "--compact" in sys.argv[1:]:
+        compact(ours, peer)
+        return
     print("| shape | B | D | L | dtype | fwd ms (ours / mamba) | fwd × | fwd %peak ours / mamba "
           "| bwd ms (ours / mamba) | bwd × | bwd %peak ours / mamba | fwd+bwd ms (ours / mamba) "
           "| fwd+bwd × |")
