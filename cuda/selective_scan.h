@@ -60,7 +60,7 @@ StateStrides contiguous_states(const ScanShape& s);  // {nstate*len, len}
 struct ScanTuning {
   int fwd_target_warps = 0;  // warps the forward keeps resident (0: what fits: one-tile kernel 24
                              // or 16 per SM, long rows 24)
-  int fwd_segments = 0;      // force this many segments per row in the forward (0: from the target)
+  int fwd_segments = 0;      // force this many segments per row in the forward (0: wave model)
   // Rows up to this length take the forward's one-tile kernel (direct loads, no staging; 16 steps
   // per lane, so at most 512); 0: choose.
   int fwd_short_len = 0;
@@ -74,7 +74,8 @@ struct ScanTuning {
   int bwd_blocks_per_sm = 0;  // backward register budget: 2, 3 or 4 blocks of 4 warps per SM
                               // (0: choose)
   // Long-row backward with warp atomics: warps that share a channel, each a share of the states
-  // (1, 2 or 4; 0: choose - 1 until measured otherwise).
+  // (1, 2 or 4; 0: choose - 2 or 4 on rows of at most 2 tiles whose blocks, split, still fit in
+  // one wave, else 1).
   int bwd_state_split = 0;
   int bwd_reduce = 0;  // how the long-row backward sums dB and dC over channels: 1 = in shared
                        // memory over the block's channels, then one atomic per block; 2 = one
