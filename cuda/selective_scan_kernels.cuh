@@ -319,6 +319,27 @@ __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width
 
 // ================================ forward ================================
 
+// The work of a warp in the long-row and summary kernels: blocks enumerate the row's segments
+// fastest (`seg_tasks` of them, from `first_seg`), then groups of `per_block` channels of one
+// batch, then batches; the block's warps take consecutive channels. A warp past the last channel
+// computes on the last one and writes nothing (`active` false, uniform over the warp).
+struct SegmentTask {
+  int seg, b, d;
+  bool active;
+  std::int64_t row;  // b * dim + d
+};
+__device__ __forceinline__ SegmentTask segment_task(int dim, int seg_tasks, int first_seg,
+                                                    int per_block, int warp) {
+  const int groups = (dim + per_block - 1) / per_block;
+  const int rest = static_cast<int>(blockIdx.x / seg_tasks);
+  const int b = rest / groups;
+  const int d_raw = (rest % groups) * per_block + warp;
+  const bool active = d_raw < dim;
+  const int d = active ? d_raw : dim - 1;
+  return {first_seg + static_cast<int>(blockIdx.x % seg_tasks), b, d, active,
+          static_cast<std::int64_t>(b) * dim + d};
+}
+
 // Short rows (len <= 32 * kFwdItems): one tile each, 32/lanes rows per warp, direct loads. Rows
 // longer than kStateChunk save the states the backward starts its tiles from. With state_split
 // S > 1, S warps of a block take the same rows, each a share of the states, and add their outputs
@@ -430,15 +451,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
   const int S = p.segments;
-  const int groups = (p.dim + kFwdWarps - 1) / kFwdWarps;
-  const int seg = static_cast<int>(blockIdx.x % (S - 1));
-  const int rest = static_cast<int>(blockIdx.x / (S - 1));
-  const int grp = rest % groups;
-  const int b = rest / groups;
-  const int d_raw = grp * kFwdWarps + warp;
-  const bool active = d_raw < p.dim;  // warp-uniform; every warp takes part in the staging
-  const int d = active ? d_raw : p.dim - 1;
-  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  // (every warp takes part in the staging, active or not)
+  const auto [seg, b, d, active, row] = segment_task(p.dim, S - 1, 0, kFwdWarps, warp);
   const int t_begin = seg * p.seg_len;
   const int t_end = min(p.len, t_begin + p.seg_len);
   const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
@@ -522,15 +536,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
   const int S = p.segments;
-  const int groups = (p.dim + kFwdWarps - 1) / kFwdWarps;
-  const int seg = static_cast<int>(blockIdx.x % S);
-  const int rest = static_cast<int>(blockIdx.x / S);
-  const int grp = rest % groups;
-  const int b = rest / groups;
-  const int d_raw = grp * kFwdWarps + warp;
-  const bool active = d_raw < p.dim;  // warp-uniform
-  const int d = active ? d_raw : p.dim - 1;
-  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  const auto [seg, b, d, active, row] = segment_task(p.dim, S, 0, kFwdWarps, warp);
   const int t_begin = seg * p.seg_len;
   const int t_end = min(p.len, t_begin + p.seg_len);
 
@@ -1150,15 +1156,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_summary_kernel(const 
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
   const int S = p.segments;
-  const int groups = (p.dim + kBwdWarps - 1) / kBwdWarps;
-  const int seg = 1 + static_cast<int>(blockIdx.x % (S - 1));
-  const int rest = static_cast<int>(blockIdx.x / (S - 1));
-  const int grp = rest % groups;
-  const int b = rest / groups;
-  const int d_raw = grp * kBwdWarps + warp;
-  const bool active = d_raw < p.dim;
-  const int d = active ? d_raw : p.dim - 1;
-  const std::int64_t row = static_cast<std::int64_t>(b) * p.dim + d;
+  const auto [seg, b, d, active, row] = segment_task(p.dim, S - 1, 1, kBwdWarps, warp);
   const int t_begin = seg * p.seg_len;
   const int t_end = min(p.len, t_begin + p.seg_len);
   const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
