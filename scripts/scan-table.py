@@ -13,9 +13,18 @@ import csv
 import sys
 
 
-def load(path):
-    with open(path, newline="") as f:
-        return {(r["B"], r["D"], r["L"], r["N"], r["dtype"]): r for r in csv.DictReader(f)}
+def load(path, columns):
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        sys.exit(f"scan-table.py: {path}: {e.strerror}")
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if not rows or missing:
+        sys.exit(f"scan-table.py: {path}: " +
+                 (f"no column {', '.join(missing)}" if rows else "no rows") +
+                 " (expected a CSV of `umamba bench scan --csv` or scripts/bench-scan-peer.py)")
+    return {(r["B"], r["D"], r["L"], r["N"], r["dtype"]): r for r in rows}
 
 
 def compact(ours, peer):
@@ -46,7 +55,9 @@ def main():
     args = [a for a in sys.argv[1:] if a != "--compact"]
     if len(args) != 2:
         sys.exit("usage: scan-table.py [--compact] OURS.csv PEER.csv")
-    ours, peer = load(args[0]), load(args[1])
+    times = ["B", "D", "L", "N", "dtype", "fwd_ms", "bwd_ms", "fb_ms"]
+    ours = load(args[0], times + ["label", "fwd_bytes", "bwd_bytes", "peak_gbps"])
+    peer = load(args[1], times)
     if "--compact" in sys.argv[1:]:
         compact(ours, peer)
         return
