@@ -270,6 +270,87 @@ __device__ __forceinline__ void read_staged(const float* buf, int lane, float (&
   }
 }
 
+// ---- a warp's row through its shared-memory slot
+//
+// When one row fills the warp (32 lanes x K steps), lane l's run of K consecutive steps, read
+// directly, makes every load instruction touch K times the cache lines of a coalesced read (8 x
+// 128-byte lines for 32 B a lane): on rows whose length breaks the 16-byte alignment, element-wise
+// loads 8 apart kept the L1 at 74 % of its throughput on (2, 640, 210) fp32, the forward's bound
+// (ncu, H200). Instead the warp reads the row coalesced (32 lanes on consecutive elements or
+// 16-byte vectors), stores it to its slot (stage_index layout, conflict-free both ways) and each
+// lane reads its run back. The caller orders slot reuse with __syncwarp.
+template <typename T, int K>
+__device__ __forceinline__ void warp_fill_slot(const T* row, int len, bool vec, int lane,
+                                               float* slot) {
+  constexpr int V = Elem<T>::kVec;
+  if (vec) {
+#pragma unroll
+    for (int i = 0; i < K / V; ++i) {
+      const int e = (i * 32 + lane) * V;
+      float v[V];
+      if (e + V <= len) {
+        Elem<T>::load_vec(row + e, v);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = e + j < len ? Elem<T>::load(row + e + j) : 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < V; j += 4)
+        *reinterpret_cast<float4*>(slot + stage_index(e + j)) =
+            make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      const int e = i * 32 + lane;
+      slot[stage_index(e)] = e < len ? Elem<T>::load(row + e) : 0.f;
+    }
+  }
+}
+
+// The reverse: each lane's K values into the slot, then the warp writes the row's first `len`
+// elements coalesced. Ends with the slot free again.
+template <typename T, int K>
+__device__ __forceinline__ void warp_write_row(T* row, int len, bool vec, int lane, float* slot,
+                                               const float (&v)[K]) {
+  constexpr int V = Elem<T>::kVec;
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < K; j += 4)
+    *reinterpret_cast<float4*>(slot + stage_index(lane * K + j)) =
+        make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+  __syncwarp();
+  if (vec) {
+#pragma unroll
+    for (int i = 0; i < K / V; ++i) {
+      const int e = (i * 32 + lane) * V;
+      float x[V];
+#pragma unroll
+      for (int j = 0; j < V; j += 4) {
+        const float4 f = *reinterpret_cast<const float4*>(slot + stage_index(e + j));
+        x[j] = f.x;
+        x[j + 1] = f.y;
+        x[j + 2] = f.z;
+        x[j + 3] = f.w;
+      }
+      if (e + V <= len) {
+        Elem<T>::store_vec(row + e, x);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (e + j < len) Elem<T>::store(row + e + j, x[j]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      const int e = i * 32 + lane;
+      if (e < len) Elem<T>::store(row + e, slot[stage_index(e)]);
+    }
+  }
+  __syncwarp();
+}
+
 // dt = softplus(delta + bias) (or delta + bias) on the valid steps, 0 beyond: a step with dt = 0
 // has decay 1 and input 0, the identity of the scan, so padded steps leave the state unchanged.
 template <int K>
@@ -345,14 +426,20 @@ __device__ __forceinline__ SegmentTask segment_task(int dim, int seg_tasks, int 
 // S > 1, S warps of a block take the same rows, each a share of the states, and add their outputs
 // through shared memory: a row's work is a chain over the states, too short to hide its latency
 // when rows are few, and S warps walk S shorter chains at once.
-template <typename T, int K>
-__global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const FwdParams p) {
+//   kWhole (lanes == 32, one row a warp): every row is read and written coalesced through the
+//   warp's
+// two slots (warp_fill_slot). A template parameter: both paths in one kernel took 78 registers to
+// 102 (8 steps a lane) and spilled at 16.
+template <typename T, int K, bool kWhole>
+__global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
+    scan_fwd_short_kernel(const FwdParams p) {
   __shared__ float s_y[kFwdWarps][K][32];  // partial outputs of warps sharing rows (S > 1)
+  __shared__ __align__(16) float s_slot[kWhole ? kFwdWarps : 1][2][kWhole ? stage_floats<K>() : 4];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int S = p.state_split;
   const int part = warp % S;
-  const int G = p.lanes;
+  const int G = kWhole ? 32 : p.lanes;  // a compile-time 32 unrolls the lane scan
   const int N = p.nstate;
   const int rpw = 32 / G;
   const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.dim;
@@ -373,12 +460,22 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
   const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
   const int my_t = sub * K;
   const int valid = p.len - my_t;  // in-range steps from my_t (may be <= 0 or > K)
+  float* const slot_b = s_slot[kWhole ? warp : 0][0];
+  float* const slot_c = s_slot[kWhole ? warp : 0][1];
   float dt[K], dtu[K], y[K];
   float dt_sum;
   {
     float uv[K];
-    load_run<T, K>(u_row + my_t, valid, p.vec, uv);
-    load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+    if constexpr (kWhole) {
+      warp_fill_slot<T, K>(u_row, p.len, p.vec, lane, slot_b);
+      warp_fill_slot<T, K>(dl_row, p.len, p.vec, lane, slot_c);
+      __syncwarp();
+      read_staged<K>(slot_b, lane, uv);
+      read_staged<K>(slot_c, lane, dt);
+    } else {
+      load_run<T, K>(u_row + my_t, valid, p.vec, uv);
+      load_run<T, K>(dl_row + my_t, valid, p.vec, dt);
+    }
     dt_sum = make_dt<K>(dt, valid, bias, p.softplus);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -391,8 +488,17 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
   for (int n = n_begin; n < n_end; ++n) {
     const float a = __ldg(A_row + n) * kLog2e;
     float bv[K], cv[K], dA[K];
-    load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
-    load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
+    if constexpr (kWhole) {
+      __syncwarp();  // every lane has read the slots' previous rows
+      warp_fill_slot<T, K>(B_b + n * p.B_sn, p.len, p.vec, lane, slot_b);
+      asm volatile("" ::: "memory");  // C's loads after B's stores: half the values in flight
+      warp_fill_slot<T, K>(C_b + n * p.C_sn, p.len, p.vec, lane, slot_c);
+      __syncwarp();
+      read_staged<K>(slot_b, lane, bv);  // C is read where it is used, B again there too: the
+    } else {                             // slots stay valid, and neither lives across the scan
+      load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
+      load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
+    }
     float s = 0.f;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -406,10 +512,20 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
     if (sub == 0) h = 0.f;
     if (p.states && active && my_t > 0 && my_t < p.len && my_t % kStateChunk == 0)
       p.states[(row * p.chunks + my_t / kStateChunk) * N + n] = h;
+    if constexpr (kWhole) {
+      read_staged<K>(slot_b, lane, bv);
+      read_staged<K>(slot_c, lane, cv);
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      h = fmaf(dA[k], h, bv[k]);
-      y[k] = fmaf(cv[k], h, y[k]);
+      for (int k = 0; k < K; ++k) {
+        h = fmaf(dA[k], h, bv[k] * dtu[k]);
+        y[k] = fmaf(cv[k], h, y[k]);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        h = fmaf(dA[k], h, bv[k]);
+        y[k] = fmaf(cv[k], h, y[k]);
+      }
     }
   }
   if (S > 1) {
@@ -423,12 +539,24 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_short_kernel(const
   }
   if (p.z) {
     float zv[K];
-    load_run<T, K>(static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd + my_t, valid, p.vec, zv);
+    const T* z_row = static_cast<const T*>(p.z) + b * p.z_sb + d * p.z_sd;
+    if constexpr (kWhole) {
+      __syncwarp();
+      warp_fill_slot<T, K>(z_row, p.len, p.vec, lane, slot_b);
+      __syncwarp();
+      read_staged<K>(slot_b, lane, zv);
+    } else {
+      load_run<T, K>(z_row + my_t, valid, p.vec, zv);
+    }
 #pragma unroll
     for (int k = 0; k < K; ++k) y[k] *= zv[k] * sigmoid_f(zv[k]);
   }
-  if (active)
-    store_run<T, K>(static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd + my_t, valid, p.vec, y);
+  T* const out_row = static_cast<T*>(p.out) + b * p.o_sb + d * p.o_sd;
+  if constexpr (kWhole) {
+    if (active) warp_write_row<T, K>(out_row, p.len, p.vec, lane, slot_c, y);
+  } else if (active) {
+    store_run<T, K>(out_row + my_t, valid, p.vec, y);
+  }
 }
 
 // Forward segment summaries (segments 0..S-2): each segment's end state from a zero start,
@@ -1277,11 +1405,14 @@ int launch_forward(const FwdParams& p, Stream stream) {
     const std::int64_t tasks = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const int per_block = kFwdWarps / p.state_split;
     const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
-    if (p.items == 8) {
-      launch_kernel(scan_fwd_short_kernel<T, 8>, blocks, kFwdWarps * 32, 0, stream, p);
-    } else {
-      launch_kernel(scan_fwd_short_kernel<T, kFwdItems>, blocks, kFwdWarps * 32, 0, stream, p);
-    }
+    const bool whole = p.lanes == 32;
+    using Kernel = void (*)(FwdParams);
+    const Kernel kernel =
+        p.items == 8
+            ? (whole ? scan_fwd_short_kernel<T, 8, true> : scan_fwd_short_kernel<T, 8, false>)
+            : (whole ? scan_fwd_short_kernel<T, kFwdItems, true>
+                     : scan_fwd_short_kernel<T, kFwdItems, false>);
+    launch_kernel(kernel, blocks, kFwdWarps * 32, 0, stream, p);
     return launch_error();
   }
   const std::int64_t per_seg =
