@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda/selective_scan_launch.h"
 
@@ -222,15 +223,78 @@ __host__ __device__ constexpr int stage_floats() {
   return 32 * K + K * 4;  // 32*K values + 4 pad floats per 32
 }
 
+// Asynchronous 16- or 4-byte copies global -> shared (cp.async, sm_80+): `bytes` (0 to `kSize`)
+// are read, the rest of the kSize bytes zero-filled. A thread's copies are waited for by
+// stage_wait(). Without a CUDA device (the SIMT emulator) a plain copy.
+template <int kSize>
+__device__ __forceinline__ void copy_async(float* dst, const float* src, int bytes) {
+#ifdef UMAMBA_SIMT_EMULATION
+  for (int i = 0; i < kSize / 4; ++i) dst[i] = 4 * i < bytes ? src[i] : 0.f;
+#else
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if constexpr (kSize == 16)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+#endif
+}
+
+// Waits for this thread's copies of stage_rows (fp32 rows); the caller's __syncthreads that follows
+// publishes them to the block.
+__device__ __forceinline__ void stage_wait() {
+#ifndef UMAMBA_SIMT_EMULATION
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Groups of asynchronous copies: commit this thread's copies issued so far as one group; wait
+// until at most kPending of its groups are still in flight.
+__device__ __forceinline__ void copy_commit() {
+#ifndef UMAMBA_SIMT_EMULATION
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int kPending>
+__device__ __forceinline__ void copy_wait() {
+#ifndef UMAMBA_SIMT_EMULATION
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
 // Rows r < nrows of a tile [0, 32*K) (`left` steps in range) from base + r*stride into
-// buf + r*stage_floats<K>(), by all threads of the block. The caller synchronises around it.
+// buf + r*stage_floats<K>(), by all threads of the block. The caller calls stage_wait() and
+// synchronises the block after it (and before it, if buf was in use).
+//   fp32 rows are copied asynchronously (cp.async): no registers, and a thread's copies are all in
+// flight at once. The loop of a load and a store per iteration, which bf16/fp16 rows still take
+// (they are converted to float on the way), waits out a load's latency every iteration: on rows of
+// one tile the backward's staging of 16 states, 8 to 32 iterations a thread, was most of its
+// warps' stalls on global memory (ncu, H200, (2, 640, 210) fp32: long-scoreboard 4.0 of 11.6
+// cycles per instruction).
 template <typename T, int K>
 __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, int nrows, int left,
                                            bool vec, float* buf) {
   constexpr int V = Elem<T>::kVec;
   constexpr int kTile = 32 * K;
   constexpr int kSF = stage_floats<K>();
-  if (vec) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (vec) {
+      constexpr int kPerRow = kTile / 4;
+      for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
+        const int r = i / kPerRow;
+        const int e = (i - r * kPerRow) * 4;
+        const int in = min(max(left - e, 0), 4);
+        copy_async<16>(buf + r * kSF + stage_index(e), base + r * stride + (in > 0 ? e : 0),
+                       4 * in);
+      }
+    } else {
+      for (int i = threadIdx.x; i < nrows * kTile; i += blockDim.x) {
+        const int r = i / kTile;
+        const int e = i - r * kTile;
+        copy_async<4>(buf + r * kSF + stage_index(e), base + r * stride + (e < left ? e : 0),
+                      e < left ? 4 : 0);
+      }
+    }
+  } else if (vec) {
     constexpr int kPerRow = kTile / V;
     for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
       const int r = i / kPerRow;
@@ -304,6 +368,27 @@ __device__ __forceinline__ void warp_fill_slot(const T* row, int len, bool vec, 
     for (int i = 0; i < K; ++i) {
       const int e = i * 32 + lane;
       slot[stage_index(e)] = e < len ? Elem<T>::load(row + e) : 0.f;
+    }
+  }
+}
+
+// fp32 rows: the same fill with asynchronous copies (cp.async), so that the next state's B and C
+// are in flight while this state is computed; committed as one group by the caller.
+template <int K>
+__device__ __forceinline__ void warp_fill_slot_async(const float* row, int len, bool vec, int lane,
+                                                     float* slot) {
+  if (vec) {
+#pragma unroll
+    for (int i = 0; i < K / 4; ++i) {
+      const int e = (i * 32 + lane) * 4;
+      const int in = min(max(len - e, 0), 4);
+      copy_async<16>(slot + stage_index(e), row + (in > 0 ? e : 0), 4 * in);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      const int e = i * 32 + lane;
+      copy_async<4>(slot + stage_index(e), row + (e < len ? e : 0), e < len ? 4 : 0);
     }
   }
 }
@@ -434,7 +519,9 @@ template <typename T, int K, bool kWhole>
 __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
     scan_fwd_short_kernel(const FwdParams p) {
   __shared__ float s_y[kFwdWarps][K][32];  // partial outputs of warps sharing rows (S > 1)
-  __shared__ __align__(16) float s_slot[kWhole ? kFwdWarps : 1][2][kWhole ? stage_floats<K>() : 4];
+  // kWhole: B and C of two states (double buffer) per warp; u, delta, z and out pass through the
+  // second one's before and after the state loop.
+  __shared__ __align__(16) float s_slot[kWhole ? kFwdWarps : 1][4][kWhole ? stage_floats<K>() : 4];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int S = p.state_split;
@@ -460,8 +547,14 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
   const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
   const int my_t = sub * K;
   const int valid = p.len - my_t;  // in-range steps from my_t (may be <= 0 or > K)
-  float* const slot_b = s_slot[kWhole ? warp : 0][0];
-  float* const slot_c = s_slot[kWhole ? warp : 0][1];
+  float* const slot_b = s_slot[kWhole ? warp : 0][2];
+  float* const slot_c = s_slot[kWhole ? warp : 0][3];
+  const int n_begin = part * N / S, n_end = (part + 1) * N / S;
+  if constexpr (kWhole) {  // the first state's B and C in flight during the prologue
+    warp_fill_slot_async<K>(B_b + n_begin * p.B_sn, p.len, p.vec, lane, s_slot[warp][0]);
+    warp_fill_slot_async<K>(C_b + n_begin * p.C_sn, p.len, p.vec, lane, s_slot[warp][1]);
+    copy_commit();
+  }
   float dt[K], dtu[K], y[K];
   float dt_sum;
   {
@@ -483,19 +576,27 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
       y[k] = Dv * uv[k];
     }
   }
-  const int n_begin = part * N / S, n_end = (part + 1) * N / S;
 #pragma unroll 1
   for (int n = n_begin; n < n_end; ++n) {
     const float a = __ldg(A_row + n) * kLog2e;
     float bv[K], cv[K], dA[K];
+    float* const cur_b = s_slot[kWhole ? warp : 0][((n - n_begin) & 1) * 2];
+    float* const cur_c = cur_b + stage_floats<K>();
     if constexpr (kWhole) {
-      __syncwarp();  // every lane has read the slots' previous rows
-      warp_fill_slot<T, K>(B_b + n * p.B_sn, p.len, p.vec, lane, slot_b);
-      asm volatile("" ::: "memory");  // C's loads after B's stores: half the values in flight
-      warp_fill_slot<T, K>(C_b + n * p.C_sn, p.len, p.vec, lane, slot_c);
-      __syncwarp();
-      read_staged<K>(slot_b, lane, bv);  // C is read where it is used, B again there too: the
-    } else {                             // slots stay valid, and neither lives across the scan
+      __syncwarp();  // every lane is done with the other buffer (state n - 1, or u and delta)
+      if (n + 1 < n_end) {
+        float* const next_b = s_slot[warp][((n + 1 - n_begin) & 1) * 2];
+        warp_fill_slot_async<K>(B_b + (n + 1) * p.B_sn, p.len, p.vec, lane, next_b);
+        warp_fill_slot_async<K>(C_b + (n + 1) * p.C_sn, p.len, p.vec, lane,
+                                next_b + stage_floats<K>());
+        copy_commit();
+        copy_wait<1>();  // this state's group has landed
+      } else {
+        copy_wait<0>();
+      }
+      __syncwarp();                     // ... for every lane
+      read_staged<K>(cur_b, lane, bv);  // C is read where it is used, B again there too: the
+    } else {                            // buffers stay valid, and neither lives across the scan
       load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
       load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
     }
@@ -513,8 +614,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
     if (p.states && active && my_t > 0 && my_t < p.len && my_t % kStateChunk == 0)
       p.states[(row * p.chunks + my_t / kStateChunk) * N + n] = h;
     if constexpr (kWhole) {
-      read_staged<K>(slot_b, lane, bv);
-      read_staged<K>(slot_c, lane, cv);
+      read_staged<K>(cur_b, lane, bv);
+      read_staged<K>(cur_c, lane, cv);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         h = fmaf(dA[k], h, bv[k] * dtu[k]);
@@ -627,6 +728,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
         x[k] *= dt[k];
       }
       seg_dt += __shfl_sync(kFull, after, 0);
+      stage_wait();
       __syncthreads();
 #pragma unroll
       for (int j = 0; j < G; ++j) {
@@ -711,6 +813,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
       stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
       stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
                        s_bc + kStageStates * kSF);
+      stage_wait();
       __syncthreads();
 #pragma unroll 1
       for (int j = 0; j < ng; ++j) {
@@ -835,6 +938,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       stage_rows<T, K>(B_b + n0 * p.B_sn + t0, p.B_sn, ng, t_end - t0, p.vec, s_bc);
       stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec,
                        s_bc + kStageStates * kSF);
+      stage_wait();
       __syncthreads();
     }
 #pragma unroll 1
@@ -1212,6 +1316,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kMinBlocks)
                                p.vec, s_bc);
       stage_rows<T, kBwdItems>(static_cast<const T*>(p.C) + b * p.C_sb + t0, p.C_sn, N, t_end - t0,
                                p.vec, s_bc + kStageStates * stage_floats<kBwdItems>());
+      stage_wait();
       __syncthreads();
     }
     for (int r = 0; r < R; ++r) {
@@ -1318,6 +1423,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_summary_kernel(const 
       const int ng = min(kStageStates, N - n0);
       __syncthreads();
       stage_rows<T, K>(C_b + n0 * p.C_sn + t0, p.C_sn, ng, t_end - t0, p.vec, s_c);
+      stage_wait();
       __syncthreads();
 #pragma unroll 1
       for (int j = 0; j < ng; ++j) {
@@ -1405,13 +1511,16 @@ int launch_forward(const FwdParams& p, Stream stream) {
     const std::int64_t tasks = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const int per_block = kFwdWarps / p.state_split;
     const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
-    const bool whole = p.lanes == 32;
+    // One row a warp, fp32: B and C double-buffered through cp.async (whole rows). bf16/fp16 rows
+    // read directly (no asynchronous copy converts them to float).
     using Kernel = void (*)(FwdParams);
-    const Kernel kernel =
-        p.items == 8
-            ? (whole ? scan_fwd_short_kernel<T, 8, true> : scan_fwd_short_kernel<T, 8, false>)
-            : (whole ? scan_fwd_short_kernel<T, kFwdItems, true>
-                     : scan_fwd_short_kernel<T, kFwdItems, false>);
+    Kernel kernel = p.items == 8 ? scan_fwd_short_kernel<T, 8, false>
+                                 : scan_fwd_short_kernel<T, kFwdItems, false>;
+    if constexpr (std::is_same_v<T, float>) {
+      if (p.lanes == 32)
+        kernel = p.items == 8 ? scan_fwd_short_kernel<T, 8, true>
+                              : scan_fwd_short_kernel<T, kFwdItems, true>;
+    }
     launch_kernel(kernel, blocks, kFwdWarps * 32, 0, stream, p);
     return launch_error();
   }

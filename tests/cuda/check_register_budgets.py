@@ -71,8 +71,8 @@ def main():
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         for dtype_file in ("cuda/selective_scan_fp32.cu", "cuda/selective_scan_bf16.cu"):
             for kernel, regs in registers(args.nvcc, args.source, dtype_file, work).items():
-                if "scan_fwd_short_kernel" in kernel:  # only the 8-steps-a-lane instantiation
-                    if not kernel.split("EEEv")[0].endswith("Li8"):
+                if "scan_fwd_short_kernel" in kernel:  # only the 8-steps-a-lane instantiations
+                    if "Li8E" not in kernel.split("EEEv")[0]:  # <T, 8, kWhole>
                         continue
                     what, allowed = "forward one-tile, 8 steps a lane", short8
                 else:
