@@ -135,8 +135,7 @@ struct Elem<__nv_bfloat16> {
   static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
     *p = __float2bfloat16_rn(v);
   }
-  static __device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float* o) {
-    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+  static __device__ __forceinline__ void unpack(const uint4& r, float* o) {
     o[0] = lo_bf16(r.x);
     o[1] = hi_bf16(r.x);
     o[2] = lo_bf16(r.y);
@@ -145,6 +144,9 @@ struct Elem<__nv_bfloat16> {
     o[5] = hi_bf16(r.z);
     o[6] = lo_bf16(r.w);
     o[7] = hi_bf16(r.w);
+  }
+  static __device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float* o) {
+    unpack(__ldg(reinterpret_cast<const uint4*>(p)), o);
   }
   static __device__ __forceinline__ void store_vec(__nv_bfloat16* p, const float* v) {
     *reinterpret_cast<uint4*>(p) = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]),
@@ -157,8 +159,7 @@ struct Elem<__half> {
   static constexpr int kVec = 8;
   static __device__ __forceinline__ float load(const __half* p) { return __half2float(__ldg(p)); }
   static __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-  static __device__ __forceinline__ void load_vec(const __half* p, float* o) {
-    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+  static __device__ __forceinline__ void unpack(const uint4& r, float* o) {
     o[0] = lo_f16(r.x);
     o[1] = hi_f16(r.x);
     o[2] = lo_f16(r.y);
@@ -167,6 +168,9 @@ struct Elem<__half> {
     o[5] = hi_f16(r.z);
     o[6] = lo_f16(r.w);
     o[7] = hi_f16(r.w);
+  }
+  static __device__ __forceinline__ void load_vec(const __half* p, float* o) {
+    unpack(__ldg(reinterpret_cast<const uint4*>(p)), o);
   }
   static __device__ __forceinline__ void store_vec(__half* p, const float* v) {
     *reinterpret_cast<uint4*>(p) = make_uint4(pack_f16(v[0], v[1]), pack_f16(v[2], v[3]),
@@ -227,9 +231,10 @@ __host__ __device__ constexpr int stage_floats() {
 // are read, the rest of the kSize bytes zero-filled. A thread's copies are waited for by
 // stage_wait(). Without a CUDA device (the SIMT emulator) a plain copy.
 template <int kSize>
-__device__ __forceinline__ void copy_async(float* dst, const float* src, int bytes) {
+__device__ __forceinline__ void copy_async(void* dst, const void* src, int bytes) {
 #ifdef UMAMBA_SIMT_EMULATION
-  for (int i = 0; i < kSize / 4; ++i) dst[i] = 4 * i < bytes ? src[i] : 0.f;
+  for (int i = 0; i < kSize; ++i)
+    static_cast<unsigned char*>(dst)[i] = i < bytes ? static_cast<const unsigned char*>(src)[i] : 0;
 #else
   const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   if constexpr (kSize == 16)
@@ -264,12 +269,14 @@ __device__ __forceinline__ void copy_wait() {
 // Rows r < nrows of a tile [0, 32*K) (`left` steps in range) from base + r*stride into
 // buf + r*stage_floats<K>(), by all threads of the block. The caller calls stage_wait() and
 // synchronises the block after it (and before it, if buf was in use).
-//   fp32 rows are copied asynchronously (cp.async): no registers, and a thread's copies are all in
-// flight at once. The loop of a load and a store per iteration, which bf16/fp16 rows still take
-// (they are converted to float on the way), waits out a load's latency every iteration: on rows of
-// one tile the backward's staging of 16 states, 8 to 32 iterations a thread, was most of its
-// warps' stalls on global memory (ncu, H200, (2, 640, 210) fp32: long-scoreboard 4.0 of 11.6
-// cycles per instruction).
+//   Rows are copied asynchronously (cp.async) wherever they allow it: fp32 rows as floats (16- or
+// 4-byte copies into the padded layout), 16-byte aligned bf16/fp16 rows as they are (read_stage
+// converts them, one 16-byte read a lane). No registers, and all of a thread's copies in flight at
+// once: the loop of a load and a store per iteration that it replaces waited out a load's latency
+// every iteration, and on rows of one tile the backward's staging of 16 states (8 to 32
+// iterations a thread) was most of its warps' stalls on global memory (ncu, H200, (2, 640, 210)
+// fp32: long-scoreboard 4.0 of 11.6 cycles per instruction). Unaligned 16-bit rows still take that
+// loop (cp.async copies 4, 8 or 16 bytes).
 template <typename T, int K>
 __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, int nrows, int left,
                                            bool vec, float* buf) {
@@ -294,31 +301,37 @@ __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, i
                       e < left ? 4 : 0);
       }
     }
-  } else if (vec) {
+  } else if (vec) {  // 16-bit rows as they are: 8 elements a copy
+    static_assert(K == 8, "16-bit staging: one 16-byte read a lane (8 steps)");
     constexpr int kPerRow = kTile / V;
     for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
       const int r = i / kPerRow;
       const int e = (i - r * kPerRow) * V;
-      const T* src = base + r * stride + e;
-      float v[V];
-      if (e + V <= left) {
-        Elem<T>::load_vec(src, v);
-      } else {
-#pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = e + j < left ? Elem<T>::load(src + j) : 0.f;
-      }
-      float* dst = buf + r * kSF;
-#pragma unroll
-      for (int j = 0; j < V; j += 4)
-        *reinterpret_cast<float4*>(dst + stage_index(e + j)) =
-            make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+      const int in = min(max(left - e, 0), V);
+      copy_async<16>(reinterpret_cast<T*>(buf + r * kSF) + e, base + r * stride + (in > 0 ? e : 0),
+                     in * static_cast<int>(sizeof(T)));
     }
-  } else {
+  } else {  // unaligned 16-bit rows: element-wise, through registers
     for (int i = threadIdx.x; i < nrows * kTile; i += blockDim.x) {
       const int r = i / kTile;
       const int e = i - r * kTile;
-      buf[r * kSF + stage_index(e)] = e < left ? Elem<T>::load(base + r * stride + e) : 0.f;
+      reinterpret_cast<T*>(buf + r * kSF)[e] = e < left ? base[r * stride + e] : T(0.f);
     }
+  }
+}
+
+template <int K>
+__device__ __forceinline__ void read_staged(const float* buf, int lane, float (&v)[K]);
+
+// A lane's K values of a row staged by stage_rows<T, K>: floats for fp32 rows, the 16-bit elements
+// themselves (one 16-byte read, converted here) for bf16/fp16 rows.
+template <typename T, int K>
+__device__ __forceinline__ void read_stage(const float* buf, int lane, float (&v)[K]) {
+  if constexpr (std::is_same_v<T, float>) {
+    read_staged<K>(buf, lane, v);
+  } else {
+    static_assert(K == 8, "16-bit staging: one 16-byte read a lane (8 steps)");
+    Elem<T>::unpack(reinterpret_cast<const uint4*>(buf)[lane], v);
   }
 }
 
@@ -734,7 +747,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
       for (int j = 0; j < G; ++j) {
         if (j < ng) {
           float bv[K];
-          read_staged<K>(s_b + j * kSF, lane, bv);
+          read_stage<T, K>(s_b + j * kSF, lane, bv);
           float sum = 0.f;
 #pragma unroll
           for (int k = 0; k < K; ++k) sum = fmaf(ex2(a[j] * Tk[k]), x[k] * bv[k], sum);
@@ -815,12 +828,15 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
                        s_bc + kStageStates * kSF);
       stage_wait();
       __syncthreads();
+      // A_n one state ahead: its load is not on the state's critical path.
+      float a_next = __ldg(A_row + n0);
 #pragma unroll 1
       for (int j = 0; j < ng; ++j) {
         const int n = n0 + j;
-        const float a = __ldg(A_row + n) * kLog2e;
+        const float a = a_next * kLog2e;
+        if (j + 1 < ng) a_next = __ldg(A_row + n + 1);
         float bv[K], dA[K];
-        read_staged<K>(s_bc + j * kSF, lane, bv);
+        read_stage<T, K>(s_bc + j * kSF, lane, bv);
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < K; ++k) {
@@ -837,7 +853,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
         if (states_row && active && lane == 0 && (my_t % kStateChunk) == 0)
           states_row[(my_t / kStateChunk) * N + n] = h;
         float cv[K];
-        read_staged<K>(s_bc + (kStageStates + j) * kSF, lane, cv);
+        read_stage<T, K>(s_bc + (kStageStates + j) * kSF, lane, cv);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           h = fmaf(dA[k], h, bv[k]);
@@ -941,15 +957,17 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       stage_wait();
       __syncthreads();
     }
+    float a_next = part < ng ? __ldg(A_row + n0 + part) : 0.f;  // A_n one state ahead
 #pragma unroll 1
     for (int j = part; j < ng; j += split) {
       const int n = n0 + j;
-      const float a_nat = __ldg(A_row + n);
+      const float a_nat = a_next;
+      if (j + split < ng) a_next = __ldg(A_row + n + split);
       const float a = a_nat * kLog2e;
       float bv[K], cv[K], dA[K], h[K];
       if constexpr (kLong) {
-        read_staged<K>(s_bc + j * kSF, sub, bv);
-        read_staged<K>(s_bc + (kStageStates + j) * kSF, sub, cv);
+        read_stage<T, K>(s_bc + j * kSF, sub, bv);
+        read_stage<T, K>(s_bc + (kStageStates + j) * kSF, sub, cv);
       } else {
         load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
         load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
@@ -1430,7 +1448,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32) scan_bwd_summary_kernel(const 
         const int n = n0 + j;
         const float a = __ldg(A_row + n) * kLog2e;
         float cv[K];
-        read_staged<K>(s_c + j * kSF, lane, cv);
+        read_stage<T, K>(s_c + j * kSF, lane, cv);
         float W = 0.f;
 #pragma unroll
         for (int k = K - 1; k >= 0; --k) W = ex2(dt[k] * a) * fmaf(dy[k], cv[k], W);
