@@ -485,6 +485,23 @@ __device__ __forceinline__ void scan_up(float& P, float& s, int sub, int width) 
   }
 }
 
+// Both at once, level by level: (P, s) in lane order as scan_up<true>, (Pr, W) in reverse lane
+// order as scan_down.
+__device__ __forceinline__ void scan_up_down(float& P, float& s, float& Pr, float& W, int sub,
+                                             int width) {
+  for (int off = 1; off < width; off <<= 1) {
+    const float Pp = __shfl_up_sync(kFull, P, off, width);
+    const float sp = __shfl_up_sync(kFull, s, off, width);
+    const float Pn = __shfl_down_sync(kFull, Pr, off, width);
+    const float Wn = __shfl_down_sync(kFull, W, off, width);
+    const bool up = sub >= off, down = sub + off < width;
+    s = fmaf(P, up ? sp : 0.f, s);
+    P *= up ? Pp : 1.f;
+    W = fmaf(Pr, down ? Wn : 0.f, W);
+    Pr *= down ? Pn : 1.f;
+  }
+}
+
 // Inclusive scan in reverse lane order: w_first = W + P * w_right.
 __device__ __forceinline__ void scan_down(float& P, float& W, int sub, int width) {
   for (int off = 1; off < width; off <<= 1) {
@@ -979,9 +996,16 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
         dA[k] = ex2(dt[k] * a);
         s = fmaf(dA[k], s, dt[k] * u[k] * bv[k]);
       }
+      // Adjoint: w_t = a_t (dy_t C_t + w_{t+1}) flows right to left; g_t = dy_t C_t + w_{t+1}.
+      // Its lane-local part needs no forward state, so both lane scans run level by level
+      // together (scan_up_down): two independent shuffle chains, half the latency of one after
+      // the other.
+      float W = 0.f;
+#pragma unroll
+      for (int k = K - 1; k >= 0; --k) W = dA[k] * fmaf(cv[k], dy[k], W);
       const float P0 = ex2(a * dt_sum);
-      float P = P0;
-      scan_up<true>(P, s, sub, G);
+      float P = P0, Pr = P0;
+      scan_up_down(P, s, Pr, W, sub, G);
       const float start = st ? __shfl_sync(kFull, n < 32 ? st_lo : st_hi, n & 31) : 0.f;
       const float incl = fmaf(P, start, s);
       float h0 = __shfl_up_sync(kFull, incl, 1, G);
@@ -995,15 +1019,6 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
           y[k] = fmaf(cv[k], hh, y[k]);
         }
       }
-      // Adjoint: w_t = a_t (dy_t C_t + w_{t+1}) flows right to left; g_t = dy_t C_t + w_{t+1}.
-      float W = 0.f;
-#pragma unroll
-      for (int k = K - 1; k >= 0; --k) {
-        cv[k] *= dy[k];
-        W = dA[k] * (cv[k] + W);
-      }
-      float Pr = P0;
-      scan_down(Pr, W, sub, G);
       const float cin = kLong ? s_w[n] : 0.f;
       const float incl_w = fmaf(Pr, cin, W);
       float wn = __shfl_down_sync(kFull, incl_w, 1, G);
@@ -1012,7 +1027,7 @@ __device__ __forceinline__ void bwd_row_tile(const BwdParams& p, std::int64_t ro
       float tb[K], tc[K];  // kLongWarpSlots: this lane's dB/dC terms, written to the slot below
 #pragma unroll
       for (int k = K - 1; k >= 0; --k) {
-        const float g = cv[k] + wn;
+        const float g = fmaf(cv[k], dy[k], wn);
         const float hprev = k > 0 ? h[k - 1] : h0;
         const float q = g * hprev * dA[k];
         dq[k] = fmaf(a_nat, q, dq[k]);
