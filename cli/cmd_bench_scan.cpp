@@ -24,6 +24,7 @@ struct ScanBenchFlags {
   int repeats = 15;
   double replay_ms = 4.0;
   int fwd_segments = 0;
+  int fwd_summary_pieces = 0;
   int fwd_target_warps = 0;
   int fwd_short_len = 0;
   int fwd_state_split = 0;
@@ -46,6 +47,7 @@ void run_scan_bench(const ScanBenchFlags& f) {
   config.repeats = f.repeats;
   config.replay_ms = f.replay_ms;
   config.tuning.fwd_segments = f.fwd_segments;
+  config.tuning.fwd_summary_pieces = f.fwd_summary_pieces;
   config.tuning.fwd_target_warps = f.fwd_target_warps;
   config.tuning.fwd_short_len = f.fwd_short_len;
   config.tuning.fwd_state_split = f.fwd_state_split;
@@ -86,6 +88,11 @@ void add_scan_bench(CLI::App& bench) {
   cmd->add_option("--fwd-segments", f->fwd_segments, "Forward segments per row (0: choose)")
       ->capture_default_str()
       ->envname("UMAMBA_SCAN_FWD_SEGMENTS");
+  cmd->add_option("--fwd-summary-pieces", f->fwd_summary_pieces,
+                  "Forward summaries per segment, a divisor of its 256-step tiles (0: choose)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->envname("UMAMBA_SCAN_FWD_SUMMARY_PIECES");
   cmd->add_option("--fwd-short-len", f->fwd_short_len,
                   "Rows up to this length take the forward's one-tile kernel (at most 512; 0: "
                   "choose)")

@@ -58,9 +58,10 @@ StateStrides contiguous_states(const ScanShape& s);  // {nstate*len, len}
 // "choose". Segments split len across independent warps (or blocks), joined by a short summary
 // pass.
 struct ScanTuning {
-  int fwd_target_warps = 0;  // warps the forward keeps resident (0: what fits: one-tile kernel 24
-                             // or 16 per SM, long rows 24)
-  int fwd_segments = 0;      // force this many segments per row in the forward (0: wave model)
+  int fwd_target_warps = 0;    // warps the forward keeps resident (0: what fits: one-tile kernel 24
+                               // or 16 per SM, long rows 24)
+  int fwd_segments = 0;        // force this many segments per row in the forward (0: wave model)
+  int fwd_summary_pieces = 0;  // forward summaries per segment (0: choose; a divisor of its tiles)
   // Rows up to this length take the forward's one-tile kernel (direct loads, no staging; 16 steps
   // per lane, so at most 512); 0: choose.
   int fwd_short_len = 0;
@@ -91,8 +92,9 @@ struct ScanPlan {
   int fwd_items = 16;  // time steps per forward thread
   int fwd_segments = 1;
   std::int64_t fwd_segment_len = 0;
-  int fwd_state_split = 1;    // one-tile kernel only (see ScanTuning)
-  bool fwd_one_tile = false;  // the forward's one-tile (short-row) kernel
+  int fwd_summary_pieces = 1;  // summaries per segment (the summary pass's blocks, see plan_scan)
+  int fwd_state_split = 1;     // one-tile kernel only (see ScanTuning)
+  bool fwd_one_tile = false;   // the forward's one-tile (short-row) kernel
   int bwd_lanes = 32;
   int bwd_segments = 1;
   std::int64_t bwd_segment_len = 0;

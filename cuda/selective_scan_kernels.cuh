@@ -709,18 +709,22 @@ __global__ void __launch_bounds__(kFwdWarps * 32) scan_fwd_summary_kernel(const 
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int N = p.nstate;
-  const int S = p.segments;
+  // Pieces of seg_len / pieces steps: a segment's summary is that of its pieces folded, and finer
+  // pieces give the pass more, shorter blocks (the main kernel folds pieces, not segments).
+  const int P = p.segments * p.pieces;
+  const int piece_len = p.seg_len / p.pieces;
   // (every warp takes part in the staging, active or not)
-  const auto [seg, b, d, active, row] = segment_task(p.dim, S - 1, 0, kFwdWarps, warp);
-  const int t_begin = seg * p.seg_len;
-  const int t_end = min(p.len, t_begin + p.seg_len);
+  const auto [piece, b, d, active, row] =
+      segment_task(p.dim, (p.segments - 1) * p.pieces, 0, kFwdWarps, warp);
+  const int t_begin = piece * piece_len;
+  const int t_end = min(p.len, t_begin + piece_len);
   const int ntiles = (t_end - t_begin + kStateChunk - 1) / kStateChunk;
   const T* u_row = static_cast<const T*>(p.u) + b * p.u_sb + d * p.u_sd;
   const T* dl_row = static_cast<const T*>(p.delta) + b * p.dl_sb + d * p.dl_sd;
   const T* B_b = static_cast<const T*>(p.B) + b * p.B_sb;
   const float* A_row = p.A + static_cast<std::int64_t>(d) * N;
   const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
-  float* out = p.summary + (row * S + seg) * (N + 1);
+  float* out = p.summary + (row * P + piece) * (N + 1);
 
   float seg_dt = 0.f;  // uniform over the warp
 #pragma unroll 1
@@ -811,10 +815,11 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) scan_fwd_long_kernel(const 
 
   for (int n = lane; n < N; n += 32) {
     float h = 0.f;
-    if (seg > 0) {
+    if (seg > 0) {  // fold the summaries of the pieces before this segment
       const float a = __ldg(A_row + n) * kLog2e;
-      const float* sm = p.summary + row * S * (N + 1);
-      for (int j = 0; j < seg; ++j) h = fmaf(ex2(a * sm[j * (N + 1) + N]), h, sm[j * (N + 1) + n]);
+      const float* sm = p.summary + row * S * p.pieces * (N + 1);
+      for (int j = 0; j < seg * p.pieces; ++j)
+        h = fmaf(ex2(a * sm[j * (N + 1) + N]), h, sm[j * (N + 1) + n]);
     }
     s_carry[warp][n] = h;
   }
@@ -1560,8 +1565,8 @@ int launch_forward(const FwdParams& p, Stream stream) {
   const std::int64_t per_seg =
       static_cast<std::int64_t>(p.batch) * ((p.dim + kFwdWarps - 1) / kFwdWarps);
   if (p.segments > 1) {
-    launch_kernel(scan_fwd_summary_kernel<T>, per_seg * (p.segments - 1), kFwdWarps * 32, 0, stream,
-                  p);
+    launch_kernel(scan_fwd_summary_kernel<T>, per_seg * (p.segments - 1) * p.pieces, kFwdWarps * 32,
+                  0, stream, p);
     if (const int e = launch_error()) return e;
   }
   launch_kernel(scan_fwd_long_kernel<T>, per_seg * p.segments, kFwdWarps * 32, 0, stream, p);

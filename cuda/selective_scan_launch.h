@@ -28,6 +28,7 @@ struct FwdParams {
   int state_split;  // short rows: warps sharing rows, each a share of the states (1, 2, 4)
   int segments;     // segments per row (lanes == 32 only)
   int seg_len;      // multiple of the tile, kStateChunk
+  int pieces;       // summary pieces per segment (seg_len / pieces a multiple of kStateChunk)
   int chunks;       // saved states per row (0 when len <= kStateChunk)
   bool softplus;
   bool vec;  // every row and B/C plane allows 16-byte accesses
@@ -47,7 +48,7 @@ struct FwdParams {
   void* out;
   std::int64_t o_sb, o_sd;
   float* states;   // [batch*dim, chunks, nstate] or nullptr
-  float* summary;  // [batch*dim, segments, nstate + 1] (segments > 1)
+  float* summary;  // [batch*dim, segments * pieces, nstate + 1] (segments > 1)
 };
 
 struct BwdParams {

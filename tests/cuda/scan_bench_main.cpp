@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   if (argc > 2) config.dtypes = argv[2];
   if (argc > 3) config.csv = argv[3];
   config.tuning.fwd_segments = env_int("UMAMBA_SCAN_FWD_SEGMENTS");
+  config.tuning.fwd_summary_pieces = env_int("UMAMBA_SCAN_FWD_SUMMARY_PIECES");
   config.tuning.fwd_target_warps = env_int("UMAMBA_SCAN_FWD_TARGET_WARPS");
   config.tuning.fwd_short_len = env_int("UMAMBA_SCAN_FWD_SHORT_LEN");
   config.tuning.fwd_state_split = env_int("UMAMBA_SCAN_FWD_STATE_SPLIT");

@@ -201,6 +201,16 @@ TEST(Cuda_ScanPlan, segments_cover_every_row) {
       }
       EXPECT_EQ(plan.fwd_scratch_bytes > 0, plan.fwd_segments > 1);
       EXPECT_EQ(plan.bwd_scratch_bytes > 0, plan.bwd_segments > 1);
+      // Summary pieces divide a segment's tiles, and the scratch holds one summary per piece.
+      EXPECT_GE(plan.fwd_summary_pieces, 1);
+      if (plan.fwd_segments > 1) {
+        EXPECT_EQ(plan.fwd_segment_len % (umamba::cuda::kStateChunk * plan.fwd_summary_pieces), 0);
+        EXPECT_EQ(plan.fwd_scratch_bytes,
+                  static_cast<std::size_t>(s.batch * s.dim * plan.fwd_segments *
+                                           plan.fwd_summary_pieces * (s.nstate + 1) * 4));
+      } else {
+        EXPECT_EQ(plan.fwd_summary_pieces, 1);
+      }
     }
   // Rows too few for the GPU are split; many rows are not.
   EXPECT_GT(umamba::cuda::plan_scan({2, 64, 1720320, 16}, {}, 132).fwd_segments, 1);
@@ -272,6 +282,26 @@ TEST(Cuda_ScanPlan, segments_follow_the_wave_model) {
     EXPECT_TRUE(last_bwd == 0 || 2 * last_bwd >= 396) << last_bwd;
     EXPECT_TRUE(last_fwd == 0 || 2 * last_fwd >= 792) << last_fwd;
   }
+}
+
+TEST(Cuda_ScanPlan, forward_summaries_in_pieces_when_segments_are_few_and_long) {
+  using umamba::cuda::plan_scan;
+  // (12, 128, 65536): 2 segments of 32768 steps; one summary block per row group would be 384
+  // blocks, 0.58 of the summary pass's wave (5 per SM on 132) walking 32768 steps. In pieces the
+  // pass gets at least a wave of shorter blocks.
+  const auto plan = plan_scan({12, 128, 65536, 16}, {}, 132);
+  SCOPED_TRACE(plan.describe());
+  ASSERT_EQ(plan.fwd_segments, 2);
+  EXPECT_GT(plan.fwd_summary_pieces, 1);
+  EXPECT_GE(384 * plan.fwd_summary_pieces, 5 * 132);
+  // Forced: a divisor of the segment's tiles is taken as given, anything else is refused.
+  umamba::cuda::ScanTuning t;
+  t.fwd_summary_pieces = 4;
+  EXPECT_EQ(plan_scan({12, 128, 65536, 16}, t, 132).fwd_summary_pieces, 4);
+  t.fwd_summary_pieces = 3;
+  EXPECT_THROW(plan_scan({12, 128, 65536, 16}, t, 132), umamba::Error);
+  // Many short segments already fill the pass: no pieces.
+  EXPECT_EQ(plan_scan({2, 640, 4096, 16}, {}, 132).fwd_summary_pieces, 1);
 }
 
 TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
