@@ -67,31 +67,39 @@ struct SummaryCut {
   double steps;  // waves x piece length
 };
 SummaryCut best_pieces(std::int64_t summary_blocks, std::int64_t seg_tiles, std::int64_t segs,
-                       std::int64_t summary_slots) {
+                       std::int64_t summary_slots, std::int64_t overhead_steps) {
   SummaryCut best{1, 0};
   for (std::int64_t f = 1; f <= seg_tiles && segs * f <= kMaxPieces; ++f) {
     if (seg_tiles % f) continue;
     const double t = static_cast<double>(ceil_div(summary_blocks * f, summary_slots) *
-                                         (seg_tiles / f) * kStateChunk);
+                                         ((seg_tiles / f) * kStateChunk + overhead_steps));
     if (f == 1 || t < best.steps) best = {f, t};
   }
   return best;
 }
 
+// A block's fixed cost (its carry fold, first loads and staging) in steps of its walk: the
+// forward's is about a tile. Without it the model took 16 segments of one tile for the forward of
+// (2, 640, 4096); a sweep of forced counts (H200, fp32 and bf16) had 2 segments fastest, 130
+// against 152 us (and 9 summary pieces of one tile slower than whole segments on (2, 512, 6720),
+// 189 against 181 us). The backward's sweep agreed with the model without it.
+constexpr std::int64_t kFwdBlockOverheadSteps = kStateChunk;
+
 std::int64_t choose_segments(std::int64_t blocks_per_segment, std::int64_t len,
                              std::int64_t main_slots, std::int64_t summary_slots,
-                             bool summary_pieces) {
+                             bool summary_pieces, std::int64_t overhead_steps) {
   const std::int64_t nchunks = ceil_div(len, kStateChunk);
   double best = 0;
   std::int64_t best_segs = 1;
   for (std::int64_t s = 1; s <= std::min(nchunks, kMaxSegments); ++s) {
     const std::int64_t seg_len = ceil_div(nchunks, s) * kStateChunk;
     const std::int64_t segs = ceil_div(len, seg_len);
-    double t = static_cast<double>(ceil_div(blocks_per_segment * segs, main_slots) * seg_len);
+    double t = static_cast<double>(ceil_div(blocks_per_segment * segs, main_slots) *
+                                   (seg_len + overhead_steps));
     if (segs > 1 && summary_pieces)
-      t += kSummaryCost *
-           best_pieces(blocks_per_segment * (segs - 1), seg_len / kStateChunk, segs, summary_slots)
-               .steps;
+      t += kSummaryCost * best_pieces(blocks_per_segment * (segs - 1), seg_len / kStateChunk, segs,
+                                      summary_slots, overhead_steps)
+                              .steps;
     else if (segs > 1)
       t += kSummaryCost *
            static_cast<double>(ceil_div(blocks_per_segment * (segs - 1), summary_slots) * seg_len);
@@ -253,10 +261,11 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
         (tuning.fwd_target_warps > 0 ? tuning.fwd_target_warps : 4 * kFwdLongBlocksPerSm * sms) /
         detail::kFwdWarps;
     const std::int64_t blocks = s.batch * ceil_div(s.dim, detail::kFwdWarps);
-    std::int64_t segs = tuning.fwd_segments > 0
-                            ? tuning.fwd_segments
-                            : choose_segments(blocks, s.len, std::max<std::int64_t>(1, slots),
-                                              kFwdSummaryBlocksPerSm * sms, true);
+    std::int64_t segs =
+        tuning.fwd_segments > 0
+            ? tuning.fwd_segments
+            : choose_segments(blocks, s.len, std::max<std::int64_t>(1, slots),
+                              kFwdSummaryBlocksPerSm * sms, true, kFwdBlockOverheadSteps);
     segs = std::clamp<std::int64_t>(segs, 1, ntiles);
     plan.fwd_segment_len = ceil_div(ntiles, segs) * tile;
     plan.fwd_segments = static_cast<int>(ceil_div(s.len, plan.fwd_segment_len));
@@ -269,7 +278,7 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                    f, seg_tiles);
       if (f == 0)
         f = best_pieces(blocks * (plan.fwd_segments - 1), seg_tiles, plan.fwd_segments,
-                        kFwdSummaryBlocksPerSm * sms)
+                        kFwdSummaryBlocksPerSm * sms, kFwdBlockOverheadSteps)
                 .pieces;
       plan.fwd_summary_pieces = static_cast<int>(f);
     }
@@ -332,7 +341,7 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     }
     // Segments from the wave model (choose_segments; "blocks for one wave" lost up to 2.5x).
     if (segs == 0)
-      segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms, false);
+      segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms, false, 0);
     segs = std::clamp<std::int64_t>(segs, 1, nchunks);
     plan.bwd_rows_per_warp = r;
     plan.bwd_segment_len = ceil_div(nchunks, segs) * kStateChunk;

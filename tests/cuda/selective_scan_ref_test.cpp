@@ -300,8 +300,13 @@ TEST(Cuda_ScanPlan, forward_summaries_in_pieces_when_segments_are_few_and_long) 
   EXPECT_EQ(plan_scan({12, 128, 65536, 16}, t, 132).fwd_summary_pieces, 4);
   t.fwd_summary_pieces = 3;
   EXPECT_THROW(plan_scan({12, 128, 65536, 16}, t, 132), umamba::Error);
-  // Many short segments already fill the pass: no pieces.
-  EXPECT_EQ(plan_scan({2, 640, 4096, 16}, {}, 132).fwd_summary_pieces, 1);
+  // Where pieces would add waves of short blocks, each paying a block's fixed cost (about a tile),
+  // none: (2, 512, 6720), 3 segments of 9 tiles, 512 summary blocks (H200: 9 pieces 189 us, none
+  // 181 us).
+  EXPECT_EQ(plan_scan({2, 512, 6720, 16}, {}, 132).fwd_summary_pieces, 1);
+  // The block's fixed cost in the model: (2, 640, 4096) takes 2 segments, not 16 of one tile
+  // (H200 sweep: 130 against 152 us).
+  EXPECT_EQ(plan_scan({2, 640, 4096, 16}, {}, 132).fwd_segments, 2);
 }
 
 TEST(Cuda_ScanPlan, rejects_unsupported_shapes) {
