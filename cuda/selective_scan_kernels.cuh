@@ -330,8 +330,10 @@ __device__ __forceinline__ void read_stage(const float* buf, int lane, float (&v
   if constexpr (std::is_same_v<T, float>) {
     read_staged<K>(buf, lane, v);
   } else {
-    static_assert(K == 8, "16-bit staging: one 16-byte read a lane (8 steps)");
-    Elem<T>::unpack(reinterpret_cast<const uint4*>(buf)[lane], v);
+    static_assert(K % 8 == 0, "16-bit staging: 16-byte reads");
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j)  // (K = 16: two-way bank conflicts, one-tile forward only)
+      Elem<T>::unpack(reinterpret_cast<const uint4*>(buf)[lane * (K / 8) + j], v + 8 * j);
   }
 }
 
@@ -385,12 +387,22 @@ __device__ __forceinline__ void warp_fill_slot(const T* row, int len, bool vec, 
   }
 }
 
-// fp32 rows: the same fill with asynchronous copies (cp.async), so that the next state's B and C
-// are in flight while this state is computed; committed as one group by the caller.
-template <int K>
-__device__ __forceinline__ void warp_fill_slot_async(const float* row, int len, bool vec, int lane,
+// The same fill with asynchronous copies (cp.async), so that the next state's B and C are in
+// flight while this state is computed; committed as one group by the caller. fp32 rows as floats
+// in the stage_index layout; 16-bit rows (16-byte aligned only) as they are, read back by
+// read_stage<T, K>.
+template <typename T, int K>
+__device__ __forceinline__ void warp_fill_slot_async(const T* row, int len, bool vec, int lane,
                                                      float* slot) {
-  if (vec) {
+  if constexpr (!std::is_same_v<T, float>) {
+#pragma unroll
+    for (int i = 0; i < K / 8; ++i) {
+      const int e = (i * 32 + lane) * 8;
+      const int in = min(max(len - e, 0), 8);
+      copy_async<16>(reinterpret_cast<T*>(slot) + e, row + (in > 0 ? e : 0),
+                     in * static_cast<int>(sizeof(T)));
+    }
+  } else if (vec) {
 #pragma unroll
     for (int i = 0; i < K / 4; ++i) {
       const int e = (i * 32 + lane) * 4;
@@ -541,10 +553,11 @@ __device__ __forceinline__ SegmentTask segment_task(int dim, int seg_tasks, int 
 // S > 1, S warps of a block take the same rows, each a share of the states, and add their outputs
 // through shared memory: a row's work is a chain over the states, too short to hide its latency
 // when rows are few, and S warps walk S shorter chains at once.
-//   kWhole (lanes == 32, one row a warp): every row is read and written coalesced through the
-//   warp's
-// two slots (warp_fill_slot). A template parameter: both paths in one kernel took 78 registers to
-// 102 (8 steps a lane) and spilled at 16.
+//   kWhole (lanes == 32, one row a warp): rows are read and written coalesced through the warp's
+// slots - u, delta and z by warp_fill_slot, out by warp_write_row, B and C double-buffered by
+// cp.async (warp_fill_slot_async), the next state's in flight while this one is computed. A
+// template parameter: both paths in one kernel took 78 registers to 102 (8 steps a lane) and
+// spilled at 16.
 template <typename T, int K, bool kWhole>
 __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
     scan_fwd_short_kernel(const FwdParams p) {
@@ -581,8 +594,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
   float* const slot_c = s_slot[kWhole ? warp : 0][3];
   const int n_begin = part * N / S, n_end = (part + 1) * N / S;
   if constexpr (kWhole) {  // the first state's B and C in flight during the prologue
-    warp_fill_slot_async<K>(B_b + n_begin * p.B_sn, p.len, p.vec, lane, s_slot[warp][0]);
-    warp_fill_slot_async<K>(C_b + n_begin * p.C_sn, p.len, p.vec, lane, s_slot[warp][1]);
+    warp_fill_slot_async<T, K>(B_b + n_begin * p.B_sn, p.len, p.vec, lane, s_slot[warp][0]);
+    warp_fill_slot_async<T, K>(C_b + n_begin * p.C_sn, p.len, p.vec, lane, s_slot[warp][1]);
     copy_commit();
   }
   float dt[K], dtu[K], y[K];
@@ -616,17 +629,17 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
       __syncwarp();  // every lane is done with the other buffer (state n - 1, or u and delta)
       if (n + 1 < n_end) {
         float* const next_b = s_slot[warp][((n + 1 - n_begin) & 1) * 2];
-        warp_fill_slot_async<K>(B_b + (n + 1) * p.B_sn, p.len, p.vec, lane, next_b);
-        warp_fill_slot_async<K>(C_b + (n + 1) * p.C_sn, p.len, p.vec, lane,
-                                next_b + stage_floats<K>());
+        warp_fill_slot_async<T, K>(B_b + (n + 1) * p.B_sn, p.len, p.vec, lane, next_b);
+        warp_fill_slot_async<T, K>(C_b + (n + 1) * p.C_sn, p.len, p.vec, lane,
+                                   next_b + stage_floats<K>());
         copy_commit();
         copy_wait<1>();  // this state's group has landed
       } else {
         copy_wait<0>();
       }
-      __syncwarp();                     // ... for every lane
-      read_staged<K>(cur_b, lane, bv);  // C is read where it is used, B again there too: the
-    } else {                            // buffers stay valid, and neither lives across the scan
+      __syncwarp();                       // ... for every lane
+      read_stage<T, K>(cur_b, lane, bv);  // C is read where it is used, B again there too: the
+    } else {                              // buffers stay valid, and neither lives across the scan
       load_run<T, K>(B_b + n * p.B_sn + my_t, valid, p.vec, bv);
       load_run<T, K>(C_b + n * p.C_sn + my_t, valid, p.vec, cv);
     }
@@ -644,8 +657,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32, K == 8 ? 6 : 4)
     if (p.states && active && my_t > 0 && my_t < p.len && my_t % kStateChunk == 0)
       p.states[(row * p.chunks + my_t / kStateChunk) * N + n] = h;
     if constexpr (kWhole) {
-      read_staged<K>(cur_b, lane, bv);
-      read_staged<K>(cur_c, lane, cv);
+      read_stage<T, K>(cur_b, lane, bv);
+      read_stage<T, K>(cur_c, lane, cv);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         h = fmaf(dA[k], h, bv[k] * dtu[k]);
@@ -1549,16 +1562,14 @@ int launch_forward(const FwdParams& p, Stream stream) {
     const std::int64_t tasks = (rows + 32 / p.lanes - 1) / (32 / p.lanes);
     const int per_block = kFwdWarps / p.state_split;
     const auto blocks = static_cast<unsigned>((tasks + per_block - 1) / per_block);
-    // One row a warp, fp32: B and C double-buffered through cp.async (whole rows). bf16/fp16 rows
-    // read directly (no asynchronous copy converts them to float).
+    // One row a warp: B and C double-buffered through cp.async (whole rows); bf16/fp16 rows only
+    // when 16-byte aligned (cp.async copies 4 to 16 bytes), else read directly.
     using Kernel = void (*)(FwdParams);
     Kernel kernel = p.items == 8 ? scan_fwd_short_kernel<T, 8, false>
                                  : scan_fwd_short_kernel<T, kFwdItems, false>;
-    if constexpr (std::is_same_v<T, float>) {
-      if (p.lanes == 32)
-        kernel = p.items == 8 ? scan_fwd_short_kernel<T, 8, true>
-                              : scan_fwd_short_kernel<T, kFwdItems, true>;
-    }
+    if (p.lanes == 32 && (std::is_same_v<T, float> || p.vec))
+      kernel = p.items == 8 ? scan_fwd_short_kernel<T, 8, true>
+                            : scan_fwd_short_kernel<T, kFwdItems, true>;
     launch_kernel(kernel, blocks, kFwdWarps * 32, 0, stream, p);
     return launch_error();
   }
