@@ -217,14 +217,18 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
   plan.shape = s;
 
   // Forward. Short rows: one tile of up to 32 lanes x 8 or 16 steps, several rows per warp when
-  // they need fewer lanes, direct loads, no staging, carry or segments, and the states split over 2
-  // or 4 warps (each a share, outputs summed in shared memory) while that still fits the GPU in one
-  // wave: a row's work is a chain over its states, too short to hide its latency when rows are few.
-  // Longer rows, or rows of up to 512 steps too many to split: the block-staged kernel with
-  // 256-step tiles. Measured on an H200 (docs/cuda.md): the one-tile kernel with a split beats the
-  // long-row kernel on (12, 32, 512), (2, 420, 320), (2, 640, 210) and (12, 1024, 16); on
-  // (12, 512, 512) the long-row kernel is faster. Steps per lane: 8 where 32 lanes cover the row
-  // (a shorter chain per lane; 78 registers, 24 warps per SM), else 16 (128 registers, 16 warps).
+  // they need fewer lanes (a warp's row read coalesced through shared memory when it fills the
+  // warp), no carry or segments, and the states split over 2 or 4 warps (each a share, outputs
+  // summed in shared memory) while that still fits the GPU in one wave: a row's work is a chain
+  // over its states, too short to hide its latency when rows are few. Longer rows, or rows of up to
+  // 512 steps too many to split: the block-staged kernel with 256-step tiles - except rows of 257
+  // to 512 steps that fit one wave of the one-tile kernel unsplit. Measured on an H200
+  // (docs/cuda.md): the one-tile kernel with a split beats the long-row kernel on (12, 32, 512),
+  // (2, 420, 320), (2, 640, 210) and (12, 1024, 16); unsplit, on (2, 640, 512), 1280 rows (19.7
+  // against 22.7 us fp32, 16.1 against 21.5 bf16); on (12, 512, 512) and (12, 256, 512), 6144 and
+  // 3072 rows, the long-row kernel is faster (60.0 against 68.7 us, 31.3 against 36.0, fp32). Steps
+  // per lane: 8 where 32 lanes cover the row (a shorter chain per lane; 78 registers, 24 warps per
+  // SM), else 16 (128 registers, 16 warps).
   const int short_items = tuning.fwd_short_items > 0 ? tuning.fwd_short_items
                           : s.len <= 32 * 8          ? 8
                                                      : detail::kFwdItems;
@@ -240,9 +244,12 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     while (split < 4 && tasks * split * 2 <= fwd_capacity && s.nstate >= 2 * split) split *= 2;
     return split;
   };
-  const bool short_rows = tuning.fwd_short_len > 0 ? s.len <= tuning.fwd_short_len
-                                                   : s.len <= 64 || (s.len <= 32 * short_items &&
-                                                                     split_for(short_tasks) >= 2);
+  const bool short_rows =
+      tuning.fwd_short_len > 0
+          ? s.len <= tuning.fwd_short_len
+          : s.len <= 64 ||
+                (s.len <= 32 * short_items &&
+                 (split_for(short_tasks) >= 2 || (s.len > 32 * 8 && short_tasks <= fwd_capacity)));
   if (short_rows) {
     plan.fwd_one_tile = true;
     plan.fwd_items = short_items;

@@ -247,6 +247,11 @@ TEST(Cuda_ScanPlan, one_tile_forward_and_short_backward_rows) {
   EXPECT_EQ(plan_scan({12, 32, 512, 16}, {}, 132).fwd_state_split, 4);
   EXPECT_EQ(plan_scan({2, 420, 320, 16}, {}, 132).fwd_state_split, 2);
   EXPECT_EQ(plan_scan({12, 512, 512, 16}, {}, 132).fwd_items, 8);  // the long-row kernel
+  // ... and rows of 257 to 512 steps that fit one wave of the one-tile kernel unsplit (16 warps per
+  // SM): (2, 640, 512), 1280 rows of 2112; (12, 256, 512), 3072 rows, does not fit.
+  EXPECT_TRUE(plan_scan({2, 640, 512, 16}, {}, 132).fwd_one_tile);
+  EXPECT_EQ(plan_scan({2, 640, 512, 16}, {}, 132).fwd_state_split, 1);
+  EXPECT_FALSE(plan_scan({12, 256, 512, 16}, {}, 132).fwd_one_tile);
   EXPECT_EQ(plan_scan({12, 1024, 16, 16}, {}, 132).fwd_state_split, 4);
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_items, 8);
   EXPECT_EQ(plan_scan({2, 640, 210, 16}, {}, 132).fwd_state_split, 2);
