@@ -43,8 +43,9 @@
 
 // Built as CUDA, or as C++ for the SIMT emulator (tests/cuda/simt: UMAMBA_SIMT_EMULATION, the
 // emulator's header included first), which runs these kernels on the CPU in CI. The differences
-// are confined to this block and the launchers at the end: exp2f for ex2.approx, the dynamic
-// shared memory, the vector atomics and how a kernel is launched.
+// are confined to this block, the launchers at the end and the asynchronous copies (copy_async and
+// its waits: a plain copy, no-ops): exp2f for ex2.approx, the dynamic shared memory, the vector
+// atomics and how a kernel is launched.
 #ifdef UMAMBA_SIMT_EMULATION
 #define UMAMBA_DYNAMIC_SHARED(name) \
   float* name = static_cast<float*>(::umamba::simt::dynamic_shared())
