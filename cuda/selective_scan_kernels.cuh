@@ -476,30 +476,24 @@ __device__ __forceinline__ float make_dt(float (&dt)[K], int valid, float bias, 
   return sum;
 }
 
-// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order.
-//   kSelect: a lane with no partner at this distance combines with the identity (1, 0) through two
-// selects instead of a conditional update (which compiles to predicated copies of both values):
-// fewer instructions in the backward's state loop, but in the bf16 forward it raised the long
-// kernel from 80 to 110 registers (4 instead of 5 blocks per SM; H200: 40% slower), so the
-// forward keeps the conditional form.
-template <bool kSelect = false>
+// Inclusive scan of (decay P, state s) pairs over groups of `width` lanes, in lane order. The
+// conditional update (predicated copies of both values) rather than scan_up_down's selects: the
+// select form, applied here, raised the bf16 forward long kernel from 80 to 110 registers (4
+// instead of 6 blocks per SM; H200: 40 % slower).
 __device__ __forceinline__ void scan_up(float& P, float& s, int sub, int width) {
   for (int off = 1; off < width; off <<= 1) {
     const float Pp = __shfl_up_sync(kFull, P, off, width);
     const float sp = __shfl_up_sync(kFull, s, off, width);
-    if constexpr (kSelect) {
-      const bool has = sub >= off;
-      s = fmaf(P, has ? sp : 0.f, s);
-      P *= has ? Pp : 1.f;
-    } else if (sub >= off) {
+    if (sub >= off) {
       s = fmaf(P, sp, s);
       P *= Pp;
     }
   }
 }
 
-// Both at once, level by level: (P, s) in lane order as scan_up<true>, (Pr, W) in reverse lane
-// order as scan_down.
+// Both at once, level by level (the backward): (P, s) in lane order as scan_up, (Pr, W) in reverse
+// lane order as scan_down. A lane with no partner at a distance combines with the identity (1, 0)
+// through selects: fewer instructions in the backward's state loop than the conditional form.
 __device__ __forceinline__ void scan_up_down(float& P, float& s, float& Pr, float& W, int sub,
                                              int width) {
   for (int off = 1; off < width; off <<= 1) {
