@@ -338,8 +338,12 @@ TEST(UMAMBA_SCAN_SUITE, half_precision_inputs_match_reference) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 500;
   for (const ScanDtype dt : {ScanDtype::BF16, ScanDtype::F16})
-    for (const ScanShape s : {ScanShape{2, 3, 7, 16}, ScanShape{12, 4, 300, 16},
-                              ScanShape{2, 3, 1000, 64}, ScanShape{1, 2, 6000, 16}}) {
+    // (2, 3, 200) and (12, 4, 320): 16-byte aligned rows that fill a warp, the forward's whole-row
+    // path with B and C copied as they are (8 and 16 steps a lane, the last lanes' copies partly or
+    // wholly out of the row); 300 is unaligned for 16-bit elements and reads directly.
+    for (const ScanShape s :
+         {ScanShape{2, 3, 7, 16}, ScanShape{12, 4, 300, 16}, ScanShape{2, 3, 200, 16},
+          ScanShape{12, 4, 320, 16}, ScanShape{2, 3, 1000, 64}, ScanShape{1, 2, 6000, 16}}) {
       check_case({s, dt, {}, {}, {}, "default plan"}, seed++);
       check_case({s, dt, forced(3, 2, 3), {}, {}, "forced segments"}, seed++);
       check_case({s, dt, forced(0, 0, 0, 1), {}, {}, "bwd block reduction"}, seed++);
