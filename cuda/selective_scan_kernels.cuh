@@ -262,6 +262,21 @@ __device__ __forceinline__ void copy_async(void* dst, const void* src, int bytes
 #endif
 }
 
+// The V elements of `row` from element e, those before `len` read and the rest zero-filled, to dst
+// (V * sizeof(T) = 4 or 16 bytes, aligned both ways). The source stays inside the row when nothing
+// is read.
+template <typename T, int V>
+__device__ __forceinline__ void copy_elements_async(void* dst, const T* row, int e, int len) {
+  constexpr int kBytes = V * static_cast<int>(sizeof(T));
+  static_assert(kBytes == 4 || kBytes == 16, "cp.async copies 4 or 16 bytes here");
+  if constexpr (V == 1) {
+    copy_async<kBytes>(dst, row + (e < len ? e : 0), e < len ? kBytes : 0);
+  } else {
+    const int in = min(max(len - e, 0), V);
+    copy_async<kBytes>(dst, row + (in > 0 ? e : 0), in * static_cast<int>(sizeof(T)));
+  }
+}
+
 // Waits for this thread's copies of stage_rows (fp32 rows); the caller's __syncthreads that follows
 // publishes them to the block.
 __device__ __forceinline__ void stage_wait() {
@@ -307,16 +322,13 @@ __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, i
       for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
         const int r = i / kPerRow;
         const int e = (i - r * kPerRow) * 4;
-        const int in = min(max(left - e, 0), 4);
-        copy_async<16>(buf + r * kSF + stage_index(e), base + r * stride + (in > 0 ? e : 0),
-                       4 * in);
+        copy_elements_async<T, 4>(buf + r * kSF + stage_index(e), base + r * stride, e, left);
       }
     } else {
       for (int i = threadIdx.x; i < nrows * kTile; i += blockDim.x) {
         const int r = i / kTile;
         const int e = i - r * kTile;
-        copy_async<4>(buf + r * kSF + stage_index(e), base + r * stride + (e < left ? e : 0),
-                      e < left ? 4 : 0);
+        copy_elements_async<T, 1>(buf + r * kSF + stage_index(e), base + r * stride, e, left);
       }
     }
   } else if (vec) {  // 16-bit rows as they are: 8 elements a copy
@@ -325,9 +337,8 @@ __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, i
     for (int i = threadIdx.x; i < nrows * kPerRow; i += blockDim.x) {
       const int r = i / kPerRow;
       const int e = (i - r * kPerRow) * V;
-      const int in = min(max(left - e, 0), V);
-      copy_async<16>(reinterpret_cast<T*>(buf + r * kSF) + e, base + r * stride + (in > 0 ? e : 0),
-                     in * static_cast<int>(sizeof(T)));
+      copy_elements_async<T, V>(reinterpret_cast<T*>(buf + r * kSF) + e, base + r * stride, e,
+                                left);
     }
   } else {  // unaligned 16-bit rows: element-wise, through registers
     for (int i = threadIdx.x; i < nrows * kTile; i += blockDim.x) {
@@ -335,23 +346,6 @@ __device__ __forceinline__ void stage_rows(const T* base, std::int64_t stride, i
       const int e = i - r * kTile;
       reinterpret_cast<T*>(buf + r * kSF)[e] = e < left ? base[r * stride + e] : T(0.f);
     }
-  }
-}
-
-template <int K>
-__device__ __forceinline__ void read_staged(const float* buf, int lane, float (&v)[K]);
-
-// A lane's K values of a row staged by stage_rows<T, K>: floats for fp32 rows, the 16-bit elements
-// themselves (one 16-byte read, converted here) for bf16/fp16 rows.
-template <typename T, int K>
-__device__ __forceinline__ void read_stage(const float* buf, int lane, float (&v)[K]) {
-  if constexpr (std::is_same_v<T, float>) {
-    read_staged<K>(buf, lane, v);
-  } else {
-    static_assert(K % 8 == 0, "16-bit staging: 16-byte reads");
-#pragma unroll
-    for (int j = 0; j < K / 8; ++j)  // (K = 16: two-way bank conflicts, one-tile forward only)
-      Elem<T>::unpack(reinterpret_cast<const uint4*>(buf)[lane * (K / 8) + j], v + 8 * j);
   }
 }
 
@@ -364,6 +358,20 @@ __device__ __forceinline__ void read_staged(const float* buf, int lane, float (&
     v[j + 1] = x.y;
     v[j + 2] = x.z;
     v[j + 3] = x.w;
+  }
+}
+
+// A lane's K values of a row staged by stage_rows<T, K>: floats for fp32 rows, the 16-bit elements
+// themselves (one 16-byte read, converted here) for bf16/fp16 rows.
+template <typename T, int K>
+__device__ __forceinline__ void read_stage(const float* buf, int lane, float (&v)[K]) {
+  if constexpr (std::is_same_v<T, float>) {
+    read_staged<K>(buf, lane, v);
+  } else {
+    static_assert(K % 8 == 0, "16-bit staging: 16-byte reads");
+#pragma unroll
+    for (int j = 0; j < K / 8; ++j)  // (K = 16: two-way bank conflicts, one-tile forward only)
+      Elem<T>::unpack(reinterpret_cast<const uint4*>(buf)[lane * (K / 8) + j], v + 8 * j);
   }
 }
 
@@ -416,22 +424,19 @@ __device__ __forceinline__ void warp_fill_slot_async(const T* row, int len, bool
 #pragma unroll
     for (int i = 0; i < K / 8; ++i) {
       const int e = (i * 32 + lane) * 8;
-      const int in = min(max(len - e, 0), 8);
-      copy_async<16>(reinterpret_cast<T*>(slot) + e, row + (in > 0 ? e : 0),
-                     in * static_cast<int>(sizeof(T)));
+      copy_elements_async<T, 8>(reinterpret_cast<T*>(slot) + e, row, e, len);
     }
   } else if (vec) {
 #pragma unroll
     for (int i = 0; i < K / 4; ++i) {
       const int e = (i * 32 + lane) * 4;
-      const int in = min(max(len - e, 0), 4);
-      copy_async<16>(slot + stage_index(e), row + (in > 0 ? e : 0), 4 * in);
+      copy_elements_async<T, 4>(slot + stage_index(e), row, e, len);
     }
   } else {
 #pragma unroll
     for (int i = 0; i < K; ++i) {
       const int e = i * 32 + lane;
-      copy_async<4>(slot + stage_index(e), row + (e < len ? e : 0), e < len ? 4 : 0);
+      copy_elements_async<T, 1>(slot + stage_index(e), row, e, len);
     }
   }
 }
