@@ -58,18 +58,19 @@ constexpr std::int64_t kBwdSummaryBlocksPerSm = 7;
 // Forward summary pieces. The summary pass is a latency-bound walk too, lasting about
 // waves(summary blocks) x piece length; cutting each segment into f pieces gives it f times the
 // blocks, each f times shorter (the main kernel folds the summaries of all pieces before its
-// segment, one fused multiply-add each). The divisor f of a segment's tiles that minimises that,
-// at most kMaxPieces summaries a row. Without pieces the forward of (12, 128, 65536) bf16 spent
-// 0.53 ms in a summary pass of 384 blocks over 32768 steps, 0.58 of a wave (ncu, H200).
+// segment, one fused multiply-add each). The divisor f of a segment's tiles, at most max_pieces,
+// that minimises that (kMaxPieces summaries a row at most). Without pieces the forward of (12, 128,
+// 65536) bf16 spent 0.53 ms in a summary pass of 384 blocks over 32768 steps, 0.58 of a wave (ncu,
+// H200).
 constexpr std::int64_t kMaxPieces = 128;
 struct SummaryCut {
   std::int64_t pieces;
   double steps;  // waves x piece length
 };
-SummaryCut best_pieces(std::int64_t summary_blocks, std::int64_t seg_tiles, std::int64_t segs,
+SummaryCut best_pieces(std::int64_t summary_blocks, std::int64_t seg_tiles, std::int64_t max_pieces,
                        std::int64_t summary_slots, std::int64_t overhead_steps) {
   SummaryCut best{1, 0};
-  for (std::int64_t f = 1; f <= seg_tiles && segs * f <= kMaxPieces; ++f) {
+  for (std::int64_t f = 1; f <= std::min(seg_tiles, max_pieces); ++f) {
     if (seg_tiles % f) continue;
     const double t = static_cast<double>(ceil_div(summary_blocks * f, summary_slots) *
                                          ((seg_tiles / f) * kStateChunk + overhead_steps));
@@ -85,9 +86,11 @@ SummaryCut best_pieces(std::int64_t summary_blocks, std::int64_t seg_tiles, std:
 // 189 against 181 us). The backward's sweep agreed with the model without it.
 constexpr std::int64_t kFwdBlockOverheadSteps = kStateChunk;
 
+// max_summaries: summaries a row may hold (kMaxPieces in the forward; 1 - none beyond one a
+// segment - in the backward, whose summaries are not cut into pieces).
 std::int64_t choose_segments(std::int64_t blocks_per_segment, std::int64_t len,
                              std::int64_t main_slots, std::int64_t summary_slots,
-                             bool summary_pieces, std::int64_t overhead_steps) {
+                             std::int64_t max_summaries, std::int64_t overhead_steps) {
   const std::int64_t nchunks = ceil_div(len, kStateChunk);
   double best = 0;
   std::int64_t best_segs = 1;
@@ -96,13 +99,11 @@ std::int64_t choose_segments(std::int64_t blocks_per_segment, std::int64_t len,
     const std::int64_t segs = ceil_div(len, seg_len);
     double t = static_cast<double>(ceil_div(blocks_per_segment * segs, main_slots) *
                                    (seg_len + overhead_steps));
-    if (segs > 1 && summary_pieces)
-      t += kSummaryCost * best_pieces(blocks_per_segment * (segs - 1), seg_len / kStateChunk, segs,
+    if (segs > 1)
+      t += kSummaryCost * best_pieces(blocks_per_segment * (segs - 1), seg_len / kStateChunk,
+                                      std::max<std::int64_t>(1, max_summaries / segs),
                                       summary_slots, overhead_steps)
                               .steps;
-    else if (segs > 1)
-      t += kSummaryCost *
-           static_cast<double>(ceil_div(blocks_per_segment * (segs - 1), summary_slots) * seg_len);
     if (s == 1 || t < best) {
       best = t;
       best_segs = segs;
@@ -272,7 +273,7 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
         tuning.fwd_segments > 0
             ? tuning.fwd_segments
             : choose_segments(blocks, s.len, std::max<std::int64_t>(1, slots),
-                              kFwdSummaryBlocksPerSm * sms, true, kFwdBlockOverheadSteps);
+                              kFwdSummaryBlocksPerSm * sms, kMaxPieces, kFwdBlockOverheadSteps);
     segs = std::clamp<std::int64_t>(segs, 1, ntiles);
     plan.fwd_segment_len = ceil_div(ntiles, segs) * tile;
     plan.fwd_segments = static_cast<int>(ceil_div(s.len, plan.fwd_segment_len));
@@ -284,7 +285,8 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
                    "(0: choose)",
                    f, seg_tiles);
       if (f == 0)
-        f = best_pieces(blocks * (plan.fwd_segments - 1), seg_tiles, plan.fwd_segments,
+        f = best_pieces(blocks * (plan.fwd_segments - 1), seg_tiles,
+                        std::max<std::int64_t>(1, kMaxPieces / plan.fwd_segments),
                         kFwdSummaryBlocksPerSm * sms, kFwdBlockOverheadSteps)
                 .pieces;
       plan.fwd_summary_pieces = static_cast<int>(f);
@@ -348,7 +350,7 @@ ScanPlan plan_scan(const ScanShape& shape, const ScanTuning& tuning, int multipr
     }
     // Segments from the wave model (choose_segments; "blocks for one wave" lost up to 2.5x).
     if (segs == 0)
-      segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms, false, 0);
+      segs = choose_segments(blocks_for(r), s.len, target, kBwdSummaryBlocksPerSm * sms, 1, 0);
     segs = std::clamp<std::int64_t>(segs, 1, nchunks);
     plan.bwd_rows_per_warp = r;
     plan.bwd_segment_len = ceil_div(nchunks, segs) * kStateChunk;
