@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "model/causal_conv1d.h"
 #include "model/selective_scan.h"
 
 namespace umamba::model {
@@ -65,11 +66,12 @@ torch::Tensor MambaImpl::forward(const torch::Tensor& x) {
   UMAMBA_CHECK(x.dim() == 3 && x.size(2) == d_model,
                "Mamba: input must be [batch, length, d_model={}], got {}", d_model,
                fmt::join(x.sizes(), "x"));
-  const int64_t len = x.size(1);
   const torch::Tensor xz = in_proj->forward(x).transpose(1, 2);  // [B, 2·d_inner, L]
   torch::Tensor xi = xz.narrow(1, 0, d_inner);
   const torch::Tensor z = xz.narrow(1, d_inner, d_inner);
-  xi = torch::silu(conv1d->forward(xi).narrow(2, 0, len));  // causal: keep the first L outputs
+  // silu(conv1d(xi)[..., :L]): causal, the first L outputs; fused on CUDA (model/causal_conv1d.h).
+  xi = causal_conv1d_silu(xi, conv1d->weight,
+                          conv1d->bias.defined() ? std::optional(conv1d->bias) : std::nullopt);
   const torch::Tensor x_dbl = x_proj->forward(xi.transpose(1, 2));  // [B, L, R + 2N]
   const torch::Tensor dt_low = x_dbl.narrow(2, 0, dt_rank);
   const torch::Tensor Bm = x_dbl.narrow(2, dt_rank, d_state).transpose(1, 2).contiguous();

@@ -5,6 +5,11 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "model/causal_conv1d.h"
 #include "model/networks.h"
 #include "model/selective_scan.h"
 #include "model_test_util.h"
@@ -113,6 +118,49 @@ TEST(Model_Gpu, tiny_training_step) {
   }
   EXPECT_TRUE(std::isfinite(last));
   EXPECT_LT(last, first);
+}
+
+// The fused causal conv1d + SiLU (CUDA kernel when built) against the LibTorch path on the same
+// CUDA tensors: output and the gradients of x, weight and bias, for the Mamba layer's
+// channel-contiguous view of in_proj's output and for a contiguous input, widths 4 and 2.
+TEST(Model_Gpu, causal_conv1d_silu_matches_torch_path) {
+  REQUIRE_CUDA();
+  torch::manual_seed(3);
+  // The reference path must not run its convolution in TF32 (LibTorch's default for cuDNN).
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  at::globalContext().setAllowTF32CuDNN(false);
+  for (const int64_t width : {4, 2})
+    for (const bool channel_last : {true, false})
+      for (const auto& [B, D, L] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+               {2, 48, 1000}, {1, 64, 70000}, {3, 5, 3}}) {
+        SCOPED_TRACE("width " + std::to_string(width) + (channel_last ? ", channel-last" : "") +
+                     ", shape " + std::to_string(B) + "x" + std::to_string(D) + "x" +
+                     std::to_string(L));
+        const auto opt = torch::TensorOptions().device(torch::kCUDA);
+        torch::Tensor x = channel_last
+                              ? torch::randn({B, L, 2 * D}, opt).narrow(2, 0, D).transpose(1, 2)
+                              : torch::randn({B, D, L}, opt);
+        const torch::Tensor w0 = torch::randn({D, 1, width}, opt) * 0.5;
+        const torch::Tensor b0 = torch::randn({D}, opt) * 0.5;
+        const torch::Tensor g = torch::randn({B, D, L}, opt);
+        auto run = [&](bool fused) {
+          auto xi = x.detach().clone().requires_grad_(true);
+          auto w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+          auto y = fused ? causal_conv1d_silu(xi, w, b)
+                         : umamba::model::detail::causal_conv1d_silu_torch(xi, w, b);
+          (y * g).sum().backward();
+          return std::vector<torch::Tensor>{y.detach(), xi.grad(), w.grad(), b.grad()};
+        };
+        const auto ours = run(true), want = run(false);
+        const char* names[] = {"out", "dx", "dweight", "dbias"};
+        for (int i = 0; i < 4; ++i) {
+          const double scale = want[i].abs().max().item<double>();
+          const double err = (ours[i] - want[i]).abs().max().item<double>();
+          // out and dx: a few fp32 operations an element; dweight, dbias: sums over B x L terms.
+          EXPECT_LE(err, (i < 2 ? 2e-5 : 1e-4) * scale) << names[i];
+        }
+      }
+  at::globalContext().setAllowTF32CuDNN(tf32);
 }
 
 }  // namespace

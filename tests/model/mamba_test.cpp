@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "core/error.h"
+#include "model/causal_conv1d.h"
 #include "model/mamba.h"
 #include "model_test_util.h"
 
@@ -136,6 +139,30 @@ TEST(Model_MambaLayer, half_input_runs_in_float32) {
   EXPECT_EQ(y16.scalar_type(), torch::kFloat);
   EXPECT_LT(test::relative_error(y16, y32), 1e-2);
   EXPECT_THROW(layer->forward(torch::randn({1, 9, 4, 4})), Error);
+}
+
+// The Mamba block's conv step: silu(causal depthwise conv1d) as written by hand, on the CPU (the
+// LibTorch path; the fused CUDA kernel is compared with it in gpu_smoke_test.cpp), for a
+// channel-contiguous view as the block passes it; bad shapes are refused with the sizes named.
+TEST(Model_Mamba, causal_conv1d_silu_matches_hand_written_loop) {
+  torch::manual_seed(5);
+  const int64_t B = 2, D = 3, L = 7, W = 4;
+  const auto x = torch::randn({B, L, 2 * D}).narrow(2, 0, D).transpose(1, 2);  // [B, D, L] view
+  const auto w = torch::randn({D, 1, W}), b = torch::randn({D});
+  const auto y = causal_conv1d_silu(x, w, b);
+  ASSERT_EQ(y.sizes(), torch::IntArrayRef({B, D, L}));
+  for (int64_t bi = 0; bi < B; ++bi)
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t t = 0; t < L; ++t) {
+        double pre = b[d].item<double>();
+        for (int64_t k = 0; k < W; ++k) {
+          const int64_t s = t - (W - 1) + k;
+          if (s >= 0) pre += w[d][0][k].item<double>() * x[bi][d][s].item<double>();
+        }
+        EXPECT_NEAR(y[bi][d][t].item<double>(), pre / (1 + std::exp(-pre)), 1e-5);
+      }
+  EXPECT_THROW(causal_conv1d_silu(x, torch::randn({D, 2, W}), b), Error);
+  EXPECT_THROW(causal_conv1d_silu(x, w, torch::randn({D + 1})), Error);
 }
 
 }  // namespace

@@ -1,0 +1,217 @@
+// Causal depthwise conv1d + bias + SiLU kernels, forward and backward (cuda/causal_conv1d.h for the
+// semantics). Built as CUDA (causal_conv1d.cu) or as C++ for the SIMT emulator (tests/cuda/simt),
+// through the element access, launch and emulation vocabulary of selective_scan_kernels.cuh.
+//
+// Method. A block takes a tile of kConvTileDims channels of one batch item and walks
+// `tiles_per_block` consecutive tiles of kConvTileSteps time steps. Each tile of x (with the
+// width - 1 steps before it: the causal halo) is read once into shared memory with the 256 threads
+// along whichever of x's axes is contiguous (coalesced for [B, D, L] rows and for the
+// channel-contiguous view of in_proj's [B, L, 2 d_inner] output alike), and every output is then
+// computed from shared memory and written along out's contiguous axis: the layout change costs no
+// pass of its own. The shared arrays are [step][channel] with a row of 33 floats, so that walking
+// either axis is free of bank conflicts.
+//   The backward recomputes pre = conv(x) + bias from x, forms g = dout * silu'(pre) for the tile
+//   and
+// the width - 1 steps after it (which dx of the tile's last steps needs), then
+// dx[s] = sum_k w[k] g[s + width - 1 - k] and the tile's share of dweight[k] = sum_t g[t] x[t -
+// width + 1 + k] and dbias = sum_t g[t]; those are summed in registers over the block's tiles and
+// added with one float atomic per channel and block.
+#pragma once
+
+#include "cuda/causal_conv1d_launch.h"
+#include "cuda/selective_scan_kernels.cuh"
+
+namespace umamba::cuda::detail {
+
+constexpr int kConvHalo = kConvMaxWidth - 1;  // steps before a tile the widest filter reads
+constexpr int kConvRow = kConvTileDims + 1;   // shared-memory row: 33 floats (no bank conflicts)
+
+__device__ __forceinline__ float conv_sigmoid(float x) {
+  return 1.f / (1.f + __expf(-x));
+}
+
+// The block's task: batch b, first channel c0, first time tile of its walk.
+struct ConvTask {
+  int b, c0, tile0;
+};
+__device__ __forceinline__ ConvTask conv_task(const ConvParams& p) {
+  const int blk = static_cast<int>(blockIdx.x);
+  const int tb = blk % p.time_blocks;
+  const int rest = blk / p.time_blocks;
+  return {rest / p.dim_tiles, (rest % p.dim_tiles) * kConvTileDims, tb * p.tiles_per_block};
+}
+
+// Rows [0, rows) of a [step][channel] shared tile from a [B, D, L] array with strides (sd, st)
+// (batch offset already applied): steps t_first + r, channels c0 + c; 0 outside [0, len) x [0,
+// dim). Threads run along the contiguous axis (channels when sd == 1, else steps).
+template <typename T>
+__device__ __forceinline__ void conv_load_tile(float* tile, int rows, const T* base,
+                                               std::int64_t sd, std::int64_t st, int t_first,
+                                               int c0, int len, int dim) {
+  const bool by_channel = sd == 1;
+  for (int i = threadIdx.x; i < rows * kConvTileDims; i += blockDim.x) {
+    const int r = by_channel ? i / kConvTileDims : i % rows;
+    const int c = by_channel ? i % kConvTileDims : i / rows;
+    const int t = t_first + r, ch = c0 + c;
+    float v = 0.f;
+    if (t >= 0 && t < len && ch < dim) v = Elem<T>::load(base + ch * sd + t * st);
+    tile[r * kConvRow + c] = v;
+  }
+}
+
+// The (channel, step) pairs of a tile for the threads, along the output's contiguous axis:
+// `i` -> (c, r).
+__device__ __forceinline__ void conv_pair(int i, bool by_channel, int& c, int& r) {
+  c = by_channel ? i % kConvTileDims : i / kConvTileSteps;
+  r = by_channel ? i / kConvTileDims : i % kConvTileSteps;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kConvThreads) conv_fwd_kernel(const ConvParams p) {
+  __shared__ float xs[(kConvTileSteps + kConvHalo) * kConvRow];
+  __shared__ float ws[kConvTileDims * kConvMaxWidth];
+  __shared__ float bs[kConvTileDims];
+  const ConvTask task = conv_task(p);
+  const int W = p.width;
+  for (int i = threadIdx.x; i < kConvTileDims; i += blockDim.x) {
+    const int ch = task.c0 + i;
+    for (int k = 0; k < kConvMaxWidth; ++k)
+      ws[i * kConvMaxWidth + k] = ch < p.dim && k < W ? p.weight[ch * W + k] : 0.f;
+    bs[i] = ch < p.dim && p.bias ? p.bias[ch] : 0.f;
+  }
+  const T* x = static_cast<const T*>(p.x) + task.b * p.x_sb;
+  T* out = static_cast<T*>(p.out) + task.b * p.o_sb;
+  const bool out_by_channel = p.o_sd == 1;
+  for (int j = 0; j < p.tiles_per_block; ++j) {
+    const int t0 = (task.tile0 + j) * kConvTileSteps;
+    if (t0 >= p.len) break;
+    __syncthreads();  // the previous tile's readers are done (and ws, bs are written)
+    conv_load_tile<T>(xs, kConvTileSteps + kConvHalo, x, p.x_sd, p.x_st, t0 - kConvHalo, task.c0,
+                      p.len, p.dim);
+    __syncthreads();
+    for (int i = threadIdx.x; i < kConvTileSteps * kConvTileDims; i += blockDim.x) {
+      int c, r;
+      conv_pair(i, out_by_channel, c, r);
+      const int t = t0 + r, ch = task.c0 + c;
+      if (t >= p.len || ch >= p.dim) continue;
+      // x[t - (W - 1) + k] is tile row r + kConvHalo - (W - 1) + k.
+      const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + c;
+      float acc = bs[c];
+      for (int k = 0; k < W; ++k) acc = fmaf(ws[c * kConvMaxWidth + k], xr[k * kConvRow], acc);
+      if (p.silu) acc *= conv_sigmoid(acc);
+      Elem<T>::store(out + ch * p.o_sd + static_cast<std::int64_t>(t) * p.o_st, acc);
+    }
+  }
+}
+
+template <typename T>  // (T unused: one instantiation per dtype, no shared symbol)
+__global__ void __launch_bounds__(kConvThreads) conv_zero_kernel(const ConvParams p) {
+  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < p.dim * p.width;
+       i += static_cast<int>(gridDim.x * blockDim.x)) {
+    p.dweight[i] = 0.f;
+    if (p.dbias && i < p.dim) p.dbias[i] = 0.f;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(const ConvParams p) {
+  constexpr int kXRows = kConvTileSteps + 2 * kConvHalo;  // x at t0 - halo .. t0 + steps + halo
+  constexpr int kGRows = kConvTileSteps + kConvHalo;      // g at t0 .. t0 + steps + halo
+  constexpr int kParts = kConvThreads / kConvTileDims;    // threads summing one channel's sums
+  constexpr int kPartSteps = kConvTileSteps / kParts;
+  __shared__ float xs[kXRows * kConvRow];
+  __shared__ float gs[kGRows * kConvRow];
+  __shared__ float ws[kConvTileDims * kConvMaxWidth];
+  __shared__ float bs[kConvTileDims];
+  const ConvTask task = conv_task(p);
+  const int W = p.width;
+  for (int i = threadIdx.x; i < kConvTileDims; i += blockDim.x) {
+    const int ch = task.c0 + i;
+    for (int k = 0; k < kConvMaxWidth; ++k)
+      ws[i * kConvMaxWidth + k] = ch < p.dim && k < W ? p.weight[ch * W + k] : 0.f;
+    bs[i] = ch < p.dim && p.bias ? p.bias[ch] : 0.f;
+  }
+  const T* x = static_cast<const T*>(p.x) + task.b * p.x_sb;
+  const T* dout = static_cast<const T*>(p.dout) + task.b * p.g_sb;
+  T* dx = static_cast<T*>(p.dx) + task.b * p.dx_sb;
+  const bool g_by_channel = p.g_sd == 1, dx_by_channel = p.dx_sd == 1;
+  // This thread's share of the per-channel sums: channel sum_c, steps [sum_r0, sum_r0 + kPartSteps)
+  // of each tile (a channel's kParts threads are consecutive lanes).
+  const int sum_c = static_cast<int>(threadIdx.x) / kParts;
+  const int sum_r0 = (static_cast<int>(threadIdx.x) % kParts) * kPartSteps;
+  float dw[kConvMaxWidth] = {0.f, 0.f, 0.f, 0.f};
+  float db = 0.f;
+  for (int j = 0; j < p.tiles_per_block; ++j) {
+    const int t0 = (task.tile0 + j) * kConvTileSteps;
+    if (t0 >= p.len) break;
+    __syncthreads();  // the previous tile's readers are done (and ws, bs are written)
+    conv_load_tile<T>(xs, kXRows, x, p.x_sd, p.x_st, t0 - kConvHalo, task.c0, p.len, p.dim);
+    conv_load_tile<T>(gs, kGRows, dout, p.g_sd, p.g_st, t0, task.c0, p.len, p.dim);
+    __syncthreads();
+    // g = dout * silu'(pre) in place, for the tile and the halo after it (0 beyond len).
+    for (int i = threadIdx.x; i < kGRows * kConvTileDims; i += blockDim.x) {
+      const int c = g_by_channel ? i % kConvTileDims : i / kGRows;
+      const int r = g_by_channel ? i / kConvTileDims : i % kGRows;
+      if (!p.silu) continue;  // g = dout
+      const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + c;
+      float pre = bs[c];
+      for (int k = 0; k < W; ++k) pre = fmaf(ws[c * kConvMaxWidth + k], xr[k * kConvRow], pre);
+      const float sg = conv_sigmoid(pre);
+      gs[r * kConvRow + c] *= sg * fmaf(pre, 1.f - sg, 1.f);  // silu'(p) = s (1 + p (1 - s))
+    }
+    __syncthreads();
+    // dx[s] = sum_k w[k] g[s + W - 1 - k] (g is 0 at and beyond len).
+    for (int i = threadIdx.x; i < kConvTileSteps * kConvTileDims; i += blockDim.x) {
+      int c, r;
+      conv_pair(i, dx_by_channel, c, r);
+      const int t = t0 + r, ch = task.c0 + c;
+      if (t >= p.len || ch >= p.dim) continue;
+      float acc = 0.f;
+      for (int k = 0; k < W; ++k)
+        acc = fmaf(ws[c * kConvMaxWidth + k], gs[(r + W - 1 - k) * kConvRow + c], acc);
+      Elem<T>::store(dx + ch * p.dx_sd + static_cast<std::int64_t>(t) * p.dx_st, acc);
+    }
+    // dweight, dbias: the tile's own steps (rows beyond len hold g = 0).
+    for (int r = sum_r0; r < sum_r0 + kPartSteps; ++r) {
+      const float g = gs[r * kConvRow + sum_c];
+      const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + sum_c;
+      db += g;
+#pragma unroll
+      for (int k = 0; k < kConvMaxWidth; ++k)
+        if (k < W) dw[k] = fmaf(g, xr[k * kConvRow], dw[k]);
+    }
+  }
+  // Sum the kParts consecutive lanes of each channel, then one atomic per channel and sum.
+#pragma unroll
+  for (int off = 1; off < kParts; off <<= 1) {
+    db += __shfl_xor_sync(kFull, db, off);
+#pragma unroll
+    for (int k = 0; k < kConvMaxWidth; ++k) dw[k] += __shfl_xor_sync(kFull, dw[k], off);
+  }
+  const int ch = task.c0 + sum_c;
+  if (static_cast<int>(threadIdx.x) % kParts == 0 && ch < p.dim) {
+    for (int k = 0; k < W; ++k) atomicAdd(p.dweight + ch * W + k, dw[k]);
+    if (p.dbias) atomicAdd(p.dbias + ch, db);
+  }
+}
+
+inline std::int64_t conv_blocks(const ConvParams& p) {
+  return static_cast<std::int64_t>(p.batch) * p.dim_tiles * p.time_blocks;
+}
+
+template <typename T>
+int launch_conv_forward(const ConvParams& p, Stream stream) {
+  launch_kernel(conv_fwd_kernel<T>, conv_blocks(p), kConvThreads, 0, stream, p);
+  return launch_error();
+}
+
+template <typename T>
+int launch_conv_backward(const ConvParams& p, Stream stream) {
+  const int zero_blocks = (p.dim * p.width + kConvThreads - 1) / kConvThreads;
+  launch_kernel(conv_zero_kernel<T>, std::min(zero_blocks, 1024), kConvThreads, 0, stream, p);
+  if (const int e = launch_error()) return e;
+  launch_kernel(conv_bwd_kernel<T>, conv_blocks(p), kConvThreads, 0, stream, p);
+  return launch_error();
+}
+
+}  // namespace umamba::cuda::detail
