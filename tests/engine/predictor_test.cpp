@@ -68,8 +68,10 @@ class ReferenceTest : public ::testing::TestWithParam<Case> {};
 // the reference, and accumulation happens in the same order, so the blended logits agree to
 // rounding. They are usually identical bit for bit, but not always: LibTorch's CPU convolution may
 // take a differently vectorised path for a buffer at another alignment (seen in CI under load on
-// the zero-padded case, max |diff| 1.8e-5), so the check allows float rounding of the network
-// itself and no more.
+// the zero-padded case, max |diff| 1.8e-5, and on the 2-core dev VM under a parallel build on the
+// 3d case, 3.2e-5 with max |logit| 1.41), so the check allows float rounding of the network itself:
+// 1e-4 of the largest logit, three orders of magnitude below what a wrong tile offset, weight or
+// blend produces (1e-1 and more).
 TEST_P(ReferenceTest, logits_equal_plain_reference) {
   const Case& c = GetParam();
   const int64_t K = 3;
@@ -90,7 +92,7 @@ TEST_P(ReferenceTest, logits_equal_plain_reference) {
       gaussian_tensor(c.patch), c.mirror, K);
   const float scale = std::max(1.0f, ref.abs().max().item<float>());
   const float logit_diff = max_abs_diff(as_tensor(p.logits), ref);
-  EXPECT_LE(logit_diff, 1e-5f * scale) << c.name << ": max |diff| " << logit_diff;
+  EXPECT_LE(logit_diff, 1e-4f * scale) << c.name << ": max |diff| " << logit_diff;
   if (!bit_equal(p.logits, test::to_image(ref)))
     std::cout << c.name << ": logits differ from the reference by rounding (max |diff| "
               << logit_diff << ")\n";
