@@ -66,22 +66,33 @@ torch::Tensor MambaImpl::forward(const torch::Tensor& x) {
   UMAMBA_CHECK(x.dim() == 3 && x.size(2) == d_model,
                "Mamba: input must be [batch, length, d_model={}], got {}", d_model,
                fmt::join(x.sizes(), "x"));
-  const torch::Tensor xz = in_proj->forward(x).transpose(1, 2);  // [B, 2·d_inner, L]
-  torch::Tensor xi = xz.narrow(1, 0, d_inner);
+  return forward_channels_first(x.transpose(1, 2)).transpose(1, 2);
+}
+
+torch::Tensor MambaImpl::forward_channels_first(const torch::Tensor& x) {
+  UMAMBA_CHECK(x.dim() == 3 && x.size(1) == d_model,
+               "Mamba: input must be [batch, d_model={}, length], got {}", d_model,
+               fmt::join(x.sizes(), "x"));
+  const int64_t batch = x.size(0);
+  // W [out, in] applied to every batch item of t [B, in, L]: [B, out, L], contiguous. (W is
+  // broadcast with a zero batch stride; its gradient is summed over the batch by autograd.)
+  auto project = [batch](const torch::Tensor& W, const torch::Tensor& t) {
+    return torch::bmm(W.unsqueeze(0).expand({batch, W.size(0), W.size(1)}), t);
+  };
+  const torch::Tensor xz = project(in_proj->weight, x);  // [B, 2·d_inner, L]
   const torch::Tensor z = xz.narrow(1, d_inner, d_inner);
-  // silu(conv1d(xi)[..., :L]): causal, the first L outputs; fused on CUDA (model/causal_conv1d.h).
-  xi = causal_conv1d_silu(xi, conv1d->weight,
-                          conv1d->bias.defined() ? std::optional(conv1d->bias) : std::nullopt);
-  const torch::Tensor x_dbl = x_proj->forward(xi.transpose(1, 2));  // [B, L, R + 2N]
-  const torch::Tensor dt_low = x_dbl.narrow(2, 0, dt_rank);
-  const torch::Tensor Bm = x_dbl.narrow(2, dt_rank, d_state).transpose(1, 2).contiguous();
-  const torch::Tensor Cm = x_dbl.narrow(2, dt_rank + d_state, d_state).transpose(1, 2).contiguous();
-  const torch::Tensor dt =
-      torch::matmul(dt_low, dt_proj->weight.t()).transpose(1, 2);  // [B, di, L]
+  // silu(conv1d(x)[..., :L]): causal, the first L outputs; fused on CUDA (model/causal_conv1d.h).
+  const torch::Tensor xi =
+      causal_conv1d_silu(xz.narrow(1, 0, d_inner), conv1d->weight,
+                         conv1d->bias.defined() ? std::optional(conv1d->bias) : std::nullopt);
+  const torch::Tensor x_dbl = project(x_proj->weight, xi);     // [B, R + 2N, L]
+  const torch::Tensor Bm = x_dbl.narrow(1, dt_rank, d_state);  // [B, N, L], rows contiguous
+  const torch::Tensor Cm = x_dbl.narrow(1, dt_rank + d_state, d_state);
+  const torch::Tensor dt = project(dt_proj->weight, x_dbl.narrow(1, 0, dt_rank));  // [B, di, L]
   const torch::Tensor A = -torch::exp(A_log.to(torch::kFloat32));
   const torch::Tensor y = selective_scan(xi, dt, A, Bm, Cm, D.to(torch::kFloat32), z,
                                          dt_proj->bias.to(torch::kFloat32), true);
-  return out_proj->forward(y.transpose(1, 2));
+  return project(out_proj->weight, y);  // [B, d_model, L]
 }
 
 MambaLayerImpl::MambaLayerImpl(int64_t dim_, bool channel_token_, const MambaOptions& o)
@@ -115,7 +126,9 @@ torch::Tensor MambaLayerImpl::forward(const torch::Tensor& input) {
   UMAMBA_CHECK(channels == dim, "MambaLayer: input has {} channels, the layer was built for {}",
                channels, dim);
   const torch::Tensor tokens = x.reshape({batch, channels, pixels}).transpose(1, 2);  // [B, P, C]
-  return mamba->forward(norm->forward(tokens)).transpose(1, 2).reshape(x.sizes());
+  // LayerNorm over the channels of each token ([B, P, C]), then the Mamba block channels first:
+  // its output [B, C, P] is the feature map's layout already.
+  return mamba->forward_channels_first(norm->forward(tokens).transpose(1, 2)).reshape(x.sizes());
 }
 
 }  // namespace umamba::model

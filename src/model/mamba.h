@@ -36,6 +36,11 @@ class MambaImpl : public torch::nn::Module {
   explicit MambaImpl(const MambaOptions& options);
   // x [B, L, d_model] → [B, L, d_model]
   torch::Tensor forward(const torch::Tensor& x);
+  // The same with channels first: x [B, d_model, L] → [B, d_model, L] (contiguous). Every
+  // projection is a batched GEMM W · x_b, so each intermediate comes out [B, channels, L] with L
+  // contiguous, the layout the conv and the scan read: no transposed copies between them (the
+  // [B, L, ·] formulation needs one for each of x_proj's input, Δ, z and out_proj's input).
+  torch::Tensor forward_channels_first(const torch::Tensor& x);
   void reset_parameters();  // mamba_ssm's initialisation
 
   int64_t d_model, d_state, d_conv, d_inner, dt_rank;
