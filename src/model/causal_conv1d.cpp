@@ -133,7 +133,9 @@ torch::Tensor causal_conv1d_silu_torch(const torch::Tensor& x, const torch::Tens
 bool causal_conv1d_fused(const torch::Tensor& x, const torch::Tensor& weight) {
 #ifdef UMAMBA_CONV_TORCH_CUDA
   const auto t = x.scalar_type();
-  return x.is_cuda() && weight.dim() == 3 && weight.size(2) <= conv::kConvMaxWidth &&
+  // (A weight on another device takes the LibTorch path, which refuses it with its own message.)
+  return x.is_cuda() && weight.device() == x.device() && weight.dim() == 3 &&
+         weight.size(2) <= conv::kConvMaxWidth &&
          (t == torch::kFloat || t == torch::kBFloat16 || t == torch::kHalf) && x.stride(0) >= 0 &&
          x.stride(1) >= 0 && x.stride(2) >= 0;
 #else
@@ -149,7 +151,8 @@ torch::Tensor causal_conv1d_silu(const torch::Tensor& x, const torch::Tensor& we
                                  const std::optional<torch::Tensor>& bias) {
   check_args(x, weight, bias);
 #ifdef UMAMBA_CONV_TORCH_CUDA
-  if (detail::causal_conv1d_fused(x, weight) && x.numel() > 0) {
+  if (detail::causal_conv1d_fused(x, weight) && x.numel() > 0 &&
+      (!bias || bias->device() == x.device())) {
     const torch::Tensor w = weight.reshape({weight.size(0), weight.size(2)}).to(torch::kFloat);
     const torch::Tensor b =
         bias ? bias->to(torch::kFloat) : torch::empty({0}, x.options().dtype(torch::kFloat));
