@@ -28,9 +28,10 @@ void check_shape(const ConvShape& s, const char* what) {
   UMAMBA_CHECK(s.width >= 1 && s.width <= kConvMaxWidth,
                "causal conv1d {}: width {} (the kernels take 1 to {})", what, s.width,
                kConvMaxWidth);
-  UMAMBA_CHECK(s.len < kIntMax - 2 * detail::kConvTileSteps && s.batch * s.dim < kIntMax,
-               "causal conv1d {}: len {} and batch*dim {} must be below 2^31", what, s.len,
-               s.batch * s.dim);
+  UMAMBA_CHECK(s.len < kIntMax - 2 * detail::kConvTileSteps && s.batch * s.dim < kIntMax &&
+                   s.dim * s.width < kIntMax,
+               "causal conv1d {}: len {}, batch*dim {} and dim*width {} must be below 2^31", what,
+               s.len, s.batch * s.dim, s.dim * s.width);
 }
 
 detail::ConvParams base_params(const ConvShape& s) {

@@ -6,13 +6,13 @@
 //                  (x before t = 0 is 0: causal, left-padded)
 //   out[b, d, t] = silu(pre) = pre * sigmoid(pre)       (or pre itself, silu = false)
 //
-// Why fused: LibTorch runs the depthwise conv as `conv_depthwise2d` on a contiguous copy of the
-// input, then SiLU as another pass; in the Mamba layer the input is a channel-contiguous view of
-// in_proj's output ([batch, len, 2 * d_inner] transposed), so that copy is a layout transpose too.
-// One kernel here reads x in whatever layout its strides say (a tile of 32 channels x 64 steps
-// through shared memory, read along the contiguous axis) and writes out in out's layout; the
-// backward recomputes pre from x (nothing saved but x), and writes dx in dx's layout, dweight and
-// dbias summed over the batch and time.
+// Why fused: LibTorch runs the depthwise conv as `conv_depthwise2d`, then SiLU as another pass,
+// and for a strided input (a channel-contiguous view of [batch, len, channels], as mamba_ssm's
+// token layout gives) on a contiguous copy first. One kernel here reads x in whatever layout its
+// strides say (a tile of 32 channels x 64 steps through shared memory, read along the contiguous
+// axis; the Mamba block now passes rows of [batch, 2 d_inner, len]) and writes out in out's layout;
+// the backward recomputes pre from x (nothing saved but x), and writes dx in dx's layout, dweight
+// and dbias summed over the batch and time.
 //
 // Host-only API over raw device pointers: sizes, element strides, a stream. width 1..4; x, out,
 // dout and dx in fp32, bf16 or fp16 (arithmetic in fp32); weight, bias, dweight, dbias fp32.

@@ -5,8 +5,8 @@
 // Method. A block takes a tile of kConvTileDims channels of one batch item and walks
 // `tiles_per_block` consecutive tiles of kConvTileSteps time steps. Each tile of x (with the
 // width - 1 steps before it: the causal halo) is read once into shared memory with the 256 threads
-// along whichever of x's axes is contiguous (coalesced for [B, D, L] rows and for the
-// channel-contiguous view of in_proj's [B, L, 2 d_inner] output alike), and every output is then
+// along whichever of x's axes is contiguous (coalesced for [B, D, L] rows and for a
+// channel-contiguous view of a [B, L, D] array alike), and every output is then
 // computed from shared memory and written along out's contiguous axis: the layout change costs no
 // pass of its own. The shared arrays are [step][channel] with a row of 33 floats, so that walking
 // either axis is free of bank conflicts.

@@ -154,8 +154,8 @@ torch::Tensor causal_conv1d_silu(const torch::Tensor& x, const torch::Tensor& we
   if (detail::causal_conv1d_fused(x, weight) && x.numel() > 0 &&
       (!bias || bias->device() == x.device())) {
     const torch::Tensor w = weight.reshape({weight.size(0), weight.size(2)}).to(torch::kFloat);
-    const torch::Tensor b =
-        bias ? bias->to(torch::kFloat) : torch::empty({0}, x.options().dtype(torch::kFloat));
+    const torch::Tensor b = bias ? bias->to(torch::kFloat).contiguous()
+                                 : torch::empty({0}, x.options().dtype(torch::kFloat));
     torch::Tensor out = CausalConv1dSiluFunction::apply(x, w.contiguous(), b, bias.has_value());
     return out;
   }

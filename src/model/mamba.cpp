@@ -66,7 +66,7 @@ torch::Tensor MambaImpl::forward(const torch::Tensor& x) {
   UMAMBA_CHECK(x.dim() == 3 && x.size(2) == d_model,
                "Mamba: input must be [batch, length, d_model={}], got {}", d_model,
                fmt::join(x.sizes(), "x"));
-  return forward_channels_first(x.transpose(1, 2)).transpose(1, 2);
+  return forward_channels_first(x.transpose(1, 2)).transpose(1, 2).contiguous();
 }
 
 torch::Tensor MambaImpl::forward_channels_first(const torch::Tensor& x) {

@@ -1,8 +1,8 @@
 // The fused causal conv1d + SiLU kernels (cuda/causal_conv1d.h) against the plain CPU reference
 // (cuda/causal_conv1d_ref.h): forward output, dx, dweight, dbias over shapes at every tile edge
 // (len 1, len < width, len and dim not multiples of the 64 x 32 tile, rows long enough that a
-// block walks several tiles), widths 1-4, with and without bias and SiLU, contiguous and
-// channel-contiguous ([B, L, D] viewed as [B, D, L], as the Mamba layer passes it) layouts, fp32,
+// block walks several tiles, also on a GPU of 132 SMs), widths 1-4, with and without bias and
+// SiLU, contiguous and channel-contiguous ([B, L, D] viewed as [B, D, L]) layouts, fp32,
 // bf16 and fp16. The same cases run on the GPU (Cuda_CausalConv1d, label gpu) and on the CPU under
 // the SIMT emulator (Cuda_CausalConv1dEmulated).
 #include <gtest/gtest.h>
@@ -180,13 +180,16 @@ TEST(UMAMBA_CONV_SUITE, fp32_matches_reference) {
     check_case({s, ScanDtype::F32, false, true}, seed++);
     check_case({s, ScanDtype::F32, true, false}, seed++);
   }
+  // 2344 tiles: blocks walk 3 tiles each even with the 1056-block target of a 132-SM GPU.
+  check_case({{1, 8, 150000, 4}}, seed++);
+  check_case({{1, 8, 150000, 4}, ScanDtype::F32, true, true, true, true}, seed++);
 }
 
 TEST(UMAMBA_CONV_SUITE, channel_last_layouts_match_reference) {
   SKIP_WITHOUT_GPU();
   unsigned seed = 100;
   for (const auto& s : shapes()) {
-    check_case({s, ScanDtype::F32, true, true, true, false}, seed++);  // the Mamba layer's layout
+    check_case({s, ScanDtype::F32, true, true, true, false}, seed++);  // mamba_ssm's token layout
     check_case({s, ScanDtype::F32, true, true, true, true}, seed++);
     check_case({s, ScanDtype::F32, true, true, false, true}, seed++);
   }

@@ -137,19 +137,24 @@ TEST(Model_Gpu, causal_conv1d_silu_matches_torch_path) {
                      ", shape " + std::to_string(B) + "x" + std::to_string(D) + "x" +
                      std::to_string(L));
         const auto opt = torch::TensorOptions().device(torch::kCUDA);
-        torch::Tensor x = channel_last
-                              ? torch::randn({B, L, 2 * D}, opt).narrow(2, 0, D).transpose(1, 2)
-                              : torch::randn({B, D, L}, opt);
+        // channel-last: x is a strided view [B, D, L] of a [B, L, 2D] leaf, as mamba_ssm's token
+        // layout gives; its gradient lands in the leaf (zero in the other half).
+        const torch::Tensor base0 =
+            channel_last ? torch::randn({B, L, 2 * D}, opt) : torch::randn({B, D, L}, opt);
         const torch::Tensor w0 = torch::randn({D, 1, width}, opt) * 0.5;
         const torch::Tensor b0 = torch::randn({D}, opt) * 0.5;
         const torch::Tensor g = torch::randn({B, D, L}, opt);
         auto run = [&](bool fused) {
-          auto xi = x.detach().clone().requires_grad_(true);
+          auto base = base0.clone().requires_grad_(true);
+          auto xi = channel_last ? base.narrow(2, 0, D).transpose(1, 2) : base;
+          if (channel_last) {
+            EXPECT_NE(xi.stride(1), L);  // really strided, not a contiguous copy
+          }
           auto w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
           auto y = fused ? causal_conv1d_silu(xi, w, b)
                          : umamba::model::detail::causal_conv1d_silu_torch(xi, w, b);
           (y * g).sum().backward();
-          return std::vector<torch::Tensor>{y.detach(), xi.grad(), w.grad(), b.grad()};
+          return std::vector<torch::Tensor>{y.detach(), base.grad(), w.grad(), b.grad()};
         };
         const auto ours = run(true), want = run(false);
         const char* names[] = {"out", "dx", "dweight", "dbias"};
