@@ -19,9 +19,15 @@ void add_train_step_bench(CLI::App& bench) {
   auto& o = opts->o;
   CLI::App* cmd = bench.add_subcommand(
       "train-step",
-      "Training step alone on a batch on the device (the paper's 2D microscopy network): ms per "
-      "step with and without the CUDA graph, the part that does not shrink with the batch, and "
-      "the step cut into forward, loss, backward and optimiser");
+      "Training step alone on a batch on the device (the paper's 2D microscopy network, or its "
+      "3D abdomen-CT one): ms per step with and without the CUDA graph, the part that does not "
+      "shrink with the batch, and the step cut into forward, loss, backward and optimiser");
+  cmd->add_option("--config", o.config,
+                  "microscopy-2d (3 channels, 3 classes, square --patch) or ct-3d (1 channel, 14 "
+                  "classes, --volume, nnU-Net's topology at 2.5 x 0.8 x 0.8 mm)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"microscopy-2d", "ct-3d"}))
+      ->envname("UMAMBA_BENCH_TRAIN_STEP_CONFIG");
   cmd->add_option("--architectures", o.architectures, "bot, enc and/or plain")
       ->capture_default_str()
       ->delimiter(',')
@@ -48,6 +54,12 @@ void add_train_step_bench(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::Range(8, 4096))
       ->envname("UMAMBA_BENCH_TRAIN_STEP_PATCH");
+  cmd->add_option("--volume", o.volume, "ct-3d patch: Z,Y,X voxels")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->expected(3)
+      ->check(CLI::Range(4, 4096))
+      ->envname("UMAMBA_BENCH_TRAIN_STEP_VOLUME");
   cmd->add_flag("--deep-supervision,!--no-deep-supervision", o.deep_supervision,
                 "Loss on every decoder output, as in training")
       ->capture_default_str()

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "model/networks.h"
+#include "plan/network_topology.h"
 #include "train/augment.h"
 #include "train/device.h"
 #include "train/loss.h"
@@ -98,12 +99,18 @@ struct Batch {
   std::vector<torch::Tensor> targets;
 };
 
-Batch random_batch(int64_t n, int patch, int classes, const std::vector<std::vector<int64_t>>& ds,
-                   const torch::Device& device) {
+// A batch of `channels` x patch inputs and uint8 class indices (as the batch loader hands them
+// over), with the deep-supervision targets.
+Batch random_batch(int64_t n, int channels, const std::vector<int>& patch, int classes,
+                   const std::vector<std::vector<int64_t>>& ds, const torch::Device& device) {
   Batch b;
-  b.data = torch::randn({n, 3, patch, patch}, torch::TensorOptions().device(device));
-  // uint8 class indices, as the batch loader hands them over
-  const auto labels = torch::randint(0, classes, {n, 1, patch, patch},
+  std::vector<int64_t> data_shape{n, channels}, label_shape{n, 1};
+  for (int p : patch) {
+    data_shape.push_back(p);
+    label_shape.push_back(p);
+  }
+  b.data = torch::randn(data_shape, torch::TensorOptions().device(device));
+  const auto labels = torch::randint(0, classes, label_shape,
                                      torch::TensorOptions().dtype(torch::kUInt8).device(device));
   b.targets = downsample_targets(labels, ds);
   return b;
@@ -249,7 +256,35 @@ nlohmann::json profile_kernels(const std::function<void()>& step, int steps) {
 
 }  // namespace
 
+model::NetworkConfig ct_3d_config(model::Architecture architecture,
+                                  const std::vector<int64_t>& patch) {
+  UMAMBA_CHECK(patch.size() == 3, "3D CT configuration: the patch needs Z, Y and X, got {} sizes",
+               patch.size());
+  for (int64_t p : patch)
+    UMAMBA_CHECK(p >= 4, "3D CT configuration: patch {} has an edge below 4",
+                 fmt::join(patch, "x"));
+  const plan::Topology t = plan::pool_and_conv_props({2.5, 0.8, 0.8}, patch);
+  const plan::IntVec features = plan::features_per_stage(t.n_stages(), 32, 320);
+  model::NetworkConfig c;
+  c.architecture = architecture;
+  c.input_channels = 1;
+  c.num_classes = 14;  // FLARE-like: 13 organs and background
+  auto ints = [](const plan::IntVec& v) { return std::vector<int>(v.begin(), v.end()); };
+  for (int64_t i = 0; i < t.n_stages(); ++i) {
+    c.features_per_stage.push_back(static_cast<int>(features[i]));
+    c.kernel_sizes.push_back(ints(t.conv_kernel_sizes[i]));
+    c.strides.push_back(ints(t.pool_op_kernel_sizes[i]));
+    c.n_conv_per_stage_encoder.push_back(2);
+    if (i > 0) c.n_conv_per_stage_decoder.push_back(2);
+  }
+  c.patch_size = ints(t.patch_size);
+  return c;
+}
+
 nlohmann::json run_step_bench(const StepBenchOptions& o) {
+  UMAMBA_CHECK(o.config == "microscopy-2d" || o.config == "ct-3d",
+               "bench train-step: configuration '{}': expected microscopy-2d or ct-3d", o.config);
+  const bool ct = o.config == "ct-3d";
   UMAMBA_CHECK(!o.architectures.empty() && !o.batches.empty() && !o.modes.empty(),
                "bench train-step: empty architecture, batch or mode list");
   UMAMBA_CHECK(o.iterations >= 1, "bench train-step: --iterations {} must be positive",
@@ -265,7 +300,6 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
                "bench train-step --kernels needs a CUDA device, not {}", device.str());
   for (int64_t b : o.batches)
     UMAMBA_CHECK(b >= 1, "bench train-step: batch size {} must be positive", b);
-  const int classes = 3;
   StepOptions so;
   so.precision = precision_from_name(o.precision);
   UMAMBA_CHECK(o.warmup >= so.graph_warmup_steps + 1,
@@ -276,7 +310,7 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
   nlohmann::json result;
   result["device"] = device_name(device);
   result["precision"] = o.precision;
-  result["patch"] = o.patch;
+  result["config"] = o.config;
   result["deep_supervision"] = o.deep_supervision;
   result["iterations"] = o.iterations;
   result["runs"] = nlohmann::json::array();
@@ -286,11 +320,15 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
 
   for (const auto& arch_name : o.architectures) {
     const model::Architecture arch = model::architecture_from_string(arch_name);
-    model::NetworkConfig config = model::microscopy_2d_config(arch, o.patch, 3, classes);
+    model::NetworkConfig config =
+        ct ? ct_3d_config(arch, o.volume) : model::microscopy_2d_config(arch, o.patch, 3, 3);
     config.deep_supervision = o.deep_supervision;
+    result["patch"] = config.patch_size;
     const int outputs = o.deep_supervision ? config.n_stages() - 1 : 1;
-    const auto scales = o.deep_supervision ? deep_supervision_scales(config.strides)
-                                           : std::vector<std::vector<int64_t>>{{1, 1}};
+    const auto scales =
+        o.deep_supervision
+            ? deep_supervision_scales(config.strides)
+            : std::vector<std::vector<int64_t>>{std::vector<int64_t>(config.dims(), 1)};
     so.ds_weights = deep_supervision_weights(outputs);
     std::map<std::string, std::vector<std::pair<double, double>>> points;  // mode -> (n, ms)
     for (int64_t n : o.batches) {
@@ -300,7 +338,8 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
         so.cuda_graph = mode == "on";
         reset_device_memory(device);
         Optimization opt(net, so, device);
-        const Batch batch = random_batch(n, o.patch, classes, scales, device);
+        const Batch batch = random_batch(n, config.input_channels, config.patch_size,
+                                         config.num_classes, scales, device);
         for (int i = 0; i < o.warmup; ++i) (void)opt.step(batch.data, batch.targets);
         synchronize(device);
         const auto t0 = Clock::now();
@@ -348,9 +387,10 @@ nlohmann::json run_step_bench(const StepBenchOptions& o) {
 
 std::string format_step_bench(const nlohmann::json& r) {
   std::string s = fmt::format(
-      "training step alone (batch on the device), U-Mamba 2D microscopy configuration, patch "
-      "{}², {}, deep supervision {}, {} steps timed, on {}\n",
-      r.at("patch").get<int>(), r.at("precision").get<std::string>(),
+      "training step alone (batch on the device), U-Mamba {} configuration, patch {}, {}, deep "
+      "supervision {}, {} steps timed, on {}\n",
+      r.at("config").get<std::string>() == "ct-3d" ? "3D abdomen-CT" : "2D microscopy",
+      fmt::join(r.at("patch").get<std::vector<int>>(), "x"), r.at("precision").get<std::string>(),
       r.at("deep_supervision").get<bool>() ? "on" : "off", r.at("iterations").get<int>(),
       r.at("device").get<std::string>());
   s += fmt::format("{:<14} {:>5} {:>6} {:>10} {:>10} {:>10} {:>10}\n", "architecture", "batch",

@@ -270,5 +270,42 @@ TEST(Train_StepBench, reports_runs_fits_and_phases) {
   EXPECT_THROW(run_step_bench(o), Error);
 }
 
+// The 3D abdomen-CT configuration: at the paper's patch, the topology of reference peer-perf.md
+// ("3D CT": 6 stages, strides 1, (1,2,2), 2, 2, 2, (1,2,2), kernels (1,3,3) then 3, features 32 to
+// 320); and the bench runs it on the CPU at a toy volume.
+TEST(Train_StepBench, ct_3d_configuration_and_run) {
+  const model::NetworkConfig c = ct_3d_config(model::Architecture::UMambaEnc, {40, 224, 192});
+  EXPECT_EQ(c.features_per_stage, (std::vector<int>{32, 64, 128, 256, 320, 320}));
+  EXPECT_EQ(c.strides, (std::vector<std::vector<int>>{
+                           {1, 1, 1}, {1, 2, 2}, {2, 2, 2}, {2, 2, 2}, {2, 2, 2}, {1, 2, 2}}));
+  EXPECT_EQ(c.kernel_sizes[0], (std::vector<int>{1, 3, 3}));
+  for (int i = 1; i < 6; ++i) EXPECT_EQ(c.kernel_sizes[i], (std::vector<int>{3, 3, 3})) << i;
+  EXPECT_EQ(c.patch_size, (std::vector<int>{40, 224, 192}));
+  EXPECT_EQ(c.input_channels, 1);
+  EXPECT_EQ(c.num_classes, 14);
+  EXPECT_NO_THROW(model::resolve(c));
+  EXPECT_THROW(ct_3d_config(model::Architecture::UMambaEnc, {40, 224}), Error);
+
+  StepBenchOptions o;
+  o.config = "ct-3d";
+  o.volume = {8, 32, 32};
+  o.device = "cpu";
+  o.precision = "fp32";
+  o.modes = {"off"};
+  o.architectures = {"enc"};
+  o.batches = {1};
+  o.iterations = 1;
+  o.warmup = 4;
+  o.phases = false;
+  const nlohmann::json r = run_step_bench(o);
+  ASSERT_EQ(r.at("runs").size(), 1u);
+  EXPECT_GT(r.at("runs")[0].at("ms_per_step").get<double>(), 0.0);
+  EXPECT_EQ(r.at("patch").get<std::vector<int>>(), (std::vector<int>{8, 32, 32}));
+  const std::string text = format_step_bench(r);
+  EXPECT_NE(text.find("3D abdomen-CT configuration, patch 8x32x32"), std::string::npos) << text;
+  o.config = "ct-4d";
+  EXPECT_THROW(run_step_bench(o), Error);
+}
+
 }  // namespace
 }  // namespace umamba::train
