@@ -21,7 +21,9 @@ constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 // several time tiles when the rows are long, so that the dweight/dbias atomics stay few.
 constexpr std::int64_t kConvBlocksPerSm = 8;
 
-void check_shape(const ConvShape& s, const char* what) {
+// The parameter block for `in` (checked: sizes, width, x and weight present) and the launch grid.
+detail::ConvParams params_for(const ConvInput& in, const char* what) {
+  const ConvShape& s = in.shape;
   UMAMBA_CHECK(s.batch >= 1 && s.dim >= 1 && s.len >= 1,
                "causal conv1d {}: every size must be >= 1 (batch {}, dim {}, len {})", what,
                s.batch, s.dim, s.len);
@@ -32,9 +34,7 @@ void check_shape(const ConvShape& s, const char* what) {
                    s.dim * s.width < kIntMax,
                "causal conv1d {}: len {}, batch*dim {} and dim*width {} must be below 2^31", what,
                s.len, s.batch * s.dim, s.dim * s.width);
-}
-
-detail::ConvParams base_params(const ConvShape& s) {
+  UMAMBA_CHECK(in.x && in.weight, "causal conv1d {}: x and weight are required", what);
   detail::ConvParams p{};
   p.batch = static_cast<int>(s.batch);
   p.dim = static_cast<int>(s.dim);
@@ -51,13 +51,23 @@ detail::ConvParams base_params(const ConvShape& s) {
                groups * time_blocks);
   p.time_blocks = static_cast<int>(time_blocks);
   p.tiles_per_block = static_cast<int>(per_block);
+  p.silu = in.silu;
+  p.x = in.x;
+  p.xs = in.x_strides;
+  p.weight = in.weight;
+  p.bias = in.bias;
   return p;
 }
 
-void check_launch(int code, const char* what) {
-  const auto e = static_cast<cudaError_t>(code);
+using Launcher = int (*)(const detail::ConvParams&, Stream);
+
+// Runs the launcher of `dtype` and turns a CUDA error into an exception naming `what`.
+void launch(ScanDtype dtype, Launcher fp32, Launcher bf16, Launcher fp16,
+            const detail::ConvParams& p, Stream stream, const char* what) {
+  const Launcher fn = dtype == ScanDtype::F32 ? fp32 : dtype == ScanDtype::BF16 ? bf16 : fp16;
+  const auto e = static_cast<cudaError_t>(fn(p, stream));
   if (e != cudaSuccess)
-    fail("causal conv1d: {} failed: {} ({})", what, cudaGetErrorString(e), code);
+    fail("causal conv1d: {} failed: {} ({})", what, cudaGetErrorString(e), static_cast<int>(e));
 }
 
 }  // namespace
@@ -67,70 +77,26 @@ ConvStrides conv_contiguous(const ConvShape& s) {
 }
 
 void conv_forward(const ConvForwardArgs& a, Stream stream) {
-  check_shape(a.shape, "forward");
-  UMAMBA_CHECK(a.x && a.weight && a.out, "causal conv1d forward: x, weight and out are required");
-  detail::ConvParams p = base_params(a.shape);
-  p.silu = a.silu;
-  p.x = a.x;
-  p.x_sb = a.x_strides.batch;
-  p.x_sd = a.x_strides.dim;
-  p.x_st = a.x_strides.time;
-  p.weight = a.weight;
-  p.bias = a.bias;
+  detail::ConvParams p = params_for(a.in, "forward");
+  UMAMBA_CHECK(a.out, "causal conv1d forward: out is required");
   p.out = a.out;
-  p.o_sb = a.out_strides.batch;
-  p.o_sd = a.out_strides.dim;
-  p.o_st = a.out_strides.time;
-  int code = 0;
-  switch (a.dtype) {
-    case ScanDtype::F32:
-      code = detail::launch_conv_forward_fp32(p, stream);
-      break;
-    case ScanDtype::BF16:
-      code = detail::launch_conv_forward_bf16(p, stream);
-      break;
-    case ScanDtype::F16:
-      code = detail::launch_conv_forward_fp16(p, stream);
-      break;
-  }
-  check_launch(code, "the forward kernel launch");
+  p.os = a.out_strides;
+  launch(a.in.dtype, detail::launch_conv_forward_fp32, detail::launch_conv_forward_bf16,
+         detail::launch_conv_forward_fp16, p, stream, "the forward kernel launch");
 }
 
 void conv_backward(const ConvBackwardArgs& a, Stream stream) {
-  check_shape(a.shape, "backward");
-  UMAMBA_CHECK(a.x && a.weight && a.dout && a.dx && a.dweight,
-               "causal conv1d backward: x, weight, dout, dx and dweight are required");
-  detail::ConvParams p = base_params(a.shape);
-  p.silu = a.silu;
-  p.x = a.x;
-  p.x_sb = a.x_strides.batch;
-  p.x_sd = a.x_strides.dim;
-  p.x_st = a.x_strides.time;
-  p.weight = a.weight;
-  p.bias = a.bias;
+  detail::ConvParams p = params_for(a.in, "backward");
+  UMAMBA_CHECK(a.dout && a.dx && a.dweight,
+               "causal conv1d backward: dout, dx and dweight are required");
   p.dout = a.dout;
-  p.g_sb = a.dout_strides.batch;
-  p.g_sd = a.dout_strides.dim;
-  p.g_st = a.dout_strides.time;
+  p.gs = a.dout_strides;
   p.dx = a.dx;
-  p.dx_sb = a.dx_strides.batch;
-  p.dx_sd = a.dx_strides.dim;
-  p.dx_st = a.dx_strides.time;
+  p.dxs = a.dx_strides;
   p.dweight = a.dweight;
   p.dbias = a.dbias;
-  int code = 0;
-  switch (a.dtype) {
-    case ScanDtype::F32:
-      code = detail::launch_conv_backward_fp32(p, stream);
-      break;
-    case ScanDtype::BF16:
-      code = detail::launch_conv_backward_bf16(p, stream);
-      break;
-    case ScanDtype::F16:
-      code = detail::launch_conv_backward_fp16(p, stream);
-      break;
-  }
-  check_launch(code, "the backward kernel launch");
+  launch(a.in.dtype, detail::launch_conv_backward_fp32, detail::launch_conv_backward_bf16,
+         detail::launch_conv_backward_fp16, p, stream, "the backward kernel launch");
 }
 
 }  // namespace umamba::cuda

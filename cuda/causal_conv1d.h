@@ -40,26 +40,25 @@ struct ConvStrides {
 };
 ConvStrides conv_contiguous(const ConvShape& s);  // {dim*len, len, 1}
 
-struct ConvForwardArgs {
-  ScanDtype dtype = ScanDtype::F32;  // of x and out
+// What both passes read: the op's input and parameters.
+struct ConvInput {
+  ScanDtype dtype = ScanDtype::F32;  // of x and of out (forward), dout and dx (backward)
   ConvShape shape;
   const void* x = nullptr;
   ConvStrides x_strides;
   const float* weight = nullptr;  // [dim, width], contiguous
   const float* bias = nullptr;    // [dim], or nullptr for none
   bool silu = true;
+};
+
+struct ConvForwardArgs {
+  ConvInput in;
   void* out = nullptr;
   ConvStrides out_strides;
 };
 
 struct ConvBackwardArgs {
-  ScanDtype dtype = ScanDtype::F32;  // of x, dout and dx
-  ConvShape shape;
-  const void* x = nullptr;
-  ConvStrides x_strides;
-  const float* weight = nullptr;
-  const float* bias = nullptr;
-  bool silu = true;
+  ConvInput in;
   const void* dout = nullptr;  // d loss / d out
   ConvStrides dout_strides;
   void* dx = nullptr;

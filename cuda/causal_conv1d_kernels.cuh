@@ -47,9 +47,9 @@ __device__ __forceinline__ ConvTask conv_task(const ConvParams& p) {
 // thread's loads are issued before its stores to shared memory (a fixed trip count, unrolled):
 // with one load in flight a thread, the forward moved a quarter of the card's bandwidth.
 template <typename T, int kRows>
-__device__ __forceinline__ void conv_load_tile(float* tile, const T* base, std::int64_t sd,
-                                               std::int64_t st, int t_first, int c0, int len,
-                                               int dim) {
+__device__ __forceinline__ void conv_load_tile(float* tile, const T* base, const ConvStrides& s,
+                                               int t_first, int c0, int len, int dim) {
+  const std::int64_t sd = s.dim, st = s.time;
   constexpr int kCount = kRows * kConvTileDims;
   constexpr int kPerThread = (kCount + kConvThreads - 1) / kConvThreads;
   const bool by_channel = sd == 1;
@@ -79,40 +79,53 @@ __device__ __forceinline__ void conv_pair(int i, bool by_channel, int& c, int& r
   r = by_channel ? i / kConvTileDims : i % kConvTileSteps;
 }
 
+// The weights and biases of the block's channels c0.. into shared memory (0 beyond dim and width).
+__device__ __forceinline__ void conv_stage_weights(const ConvParams& p, int c0, float* ws,
+                                                   float* bs) {
+  for (int i = threadIdx.x; i < kConvTileDims; i += blockDim.x) {
+    const int ch = c0 + i;
+    for (int k = 0; k < kConvMaxWidth; ++k)
+      ws[i * kConvMaxWidth + k] = ch < p.dim && k < p.width ? p.weight[ch * p.width + k] : 0.f;
+    bs[i] = ch < p.dim && p.bias ? p.bias[ch] : 0.f;
+  }
+}
+
+// pre = bias + sum_k w[k] x[t - (W - 1) + k] for channel c at tile row r, from an x tile that
+// starts kConvHalo steps before the tile (x[t - (W - 1) + k] is its row r + kConvHalo - (W - 1) +
+// k).
+__device__ __forceinline__ float conv_pre(const float* xs, const float* ws, const float* bs, int r,
+                                          int c, int W) {
+  const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + c;
+  float acc = bs[c];
+  for (int k = 0; k < W; ++k) acc = fmaf(ws[c * kConvMaxWidth + k], xr[k * kConvRow], acc);
+  return acc;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, 4) conv_fwd_kernel(const ConvParams p) {
   __shared__ float xs[(kConvTileSteps + kConvHalo) * kConvRow];
   __shared__ float ws[kConvTileDims * kConvMaxWidth];
   __shared__ float bs[kConvTileDims];
   const ConvTask task = conv_task(p);
-  const int W = p.width;
-  for (int i = threadIdx.x; i < kConvTileDims; i += blockDim.x) {
-    const int ch = task.c0 + i;
-    for (int k = 0; k < kConvMaxWidth; ++k)
-      ws[i * kConvMaxWidth + k] = ch < p.dim && k < W ? p.weight[ch * W + k] : 0.f;
-    bs[i] = ch < p.dim && p.bias ? p.bias[ch] : 0.f;
-  }
-  const T* x = static_cast<const T*>(p.x) + task.b * p.x_sb;
-  T* out = static_cast<T*>(p.out) + task.b * p.o_sb;
-  const bool out_by_channel = p.o_sd == 1;
+  conv_stage_weights(p, task.c0, ws, bs);
+  const T* x = static_cast<const T*>(p.x) + task.b * p.xs.batch;
+  T* out = static_cast<T*>(p.out) + task.b * p.os.batch;
+  const bool out_by_channel = p.os.dim == 1;
   for (int j = 0; j < p.tiles_per_block; ++j) {
     const int t0 = (task.tile0 + j) * kConvTileSteps;
     if (t0 >= p.len) break;
     __syncthreads();  // the previous tile's readers are done (and ws, bs are written)
-    conv_load_tile<T, kConvTileSteps + kConvHalo>(xs, x, p.x_sd, p.x_st, t0 - kConvHalo, task.c0,
-                                                  p.len, p.dim);
+    conv_load_tile<T, kConvTileSteps + kConvHalo>(xs, x, p.xs, t0 - kConvHalo, task.c0, p.len,
+                                                  p.dim);
     __syncthreads();
     for (int i = threadIdx.x; i < kConvTileSteps * kConvTileDims; i += blockDim.x) {
       int c, r;
       conv_pair(i, out_by_channel, c, r);
       const int t = t0 + r, ch = task.c0 + c;
       if (t >= p.len || ch >= p.dim) continue;
-      // x[t - (W - 1) + k] is tile row r + kConvHalo - (W - 1) + k.
-      const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + c;
-      float acc = bs[c];
-      for (int k = 0; k < W; ++k) acc = fmaf(ws[c * kConvMaxWidth + k], xr[k * kConvRow], acc);
+      float acc = conv_pre(xs, ws, bs, r, c, p.width);
       if (p.silu) acc *= conv_sigmoid(acc);
-      Elem<T>::store(out + ch * p.o_sd + static_cast<std::int64_t>(t) * p.o_st, acc);
+      Elem<T>::store(out + ch * p.os.dim + static_cast<std::int64_t>(t) * p.os.time, acc);
     }
   }
 }
@@ -138,16 +151,11 @@ __global__ void __launch_bounds__(kConvThreads, 3) conv_bwd_kernel(const ConvPar
   __shared__ float bs[kConvTileDims];
   const ConvTask task = conv_task(p);
   const int W = p.width;
-  for (int i = threadIdx.x; i < kConvTileDims; i += blockDim.x) {
-    const int ch = task.c0 + i;
-    for (int k = 0; k < kConvMaxWidth; ++k)
-      ws[i * kConvMaxWidth + k] = ch < p.dim && k < W ? p.weight[ch * W + k] : 0.f;
-    bs[i] = ch < p.dim && p.bias ? p.bias[ch] : 0.f;
-  }
-  const T* x = static_cast<const T*>(p.x) + task.b * p.x_sb;
-  const T* dout = static_cast<const T*>(p.dout) + task.b * p.g_sb;
-  T* dx = static_cast<T*>(p.dx) + task.b * p.dx_sb;
-  const bool g_by_channel = p.g_sd == 1, dx_by_channel = p.dx_sd == 1;
+  conv_stage_weights(p, task.c0, ws, bs);
+  const T* x = static_cast<const T*>(p.x) + task.b * p.xs.batch;
+  const T* dout = static_cast<const T*>(p.dout) + task.b * p.gs.batch;
+  T* dx = static_cast<T*>(p.dx) + task.b * p.dxs.batch;
+  const bool g_by_channel = p.gs.dim == 1, dx_by_channel = p.dxs.dim == 1;
   // This thread's share of the per-channel sums: channel sum_c, steps [sum_r0, sum_r0 + kPartSteps)
   // of each tile (a channel's kParts threads are consecutive lanes).
   const int sum_c = static_cast<int>(threadIdx.x) / kParts;
@@ -158,21 +166,21 @@ __global__ void __launch_bounds__(kConvThreads, 3) conv_bwd_kernel(const ConvPar
     const int t0 = (task.tile0 + j) * kConvTileSteps;
     if (t0 >= p.len) break;
     __syncthreads();  // the previous tile's readers are done (and ws, bs are written)
-    conv_load_tile<T, kXRows>(xs, x, p.x_sd, p.x_st, t0 - kConvHalo, task.c0, p.len, p.dim);
-    conv_load_tile<T, kGRows>(gs, dout, p.g_sd, p.g_st, t0, task.c0, p.len, p.dim);
+    conv_load_tile<T, kXRows>(xs, x, p.xs, t0 - kConvHalo, task.c0, p.len, p.dim);
+    conv_load_tile<T, kGRows>(gs, dout, p.gs, t0, task.c0, p.len, p.dim);
     __syncthreads();
-    // g = dout * silu'(pre) in place, for the tile and the halo after it (0 beyond len).
-    for (int i = threadIdx.x; i < kGRows * kConvTileDims; i += blockDim.x) {
-      const int c = g_by_channel ? i % kConvTileDims : i / kGRows;
-      const int r = g_by_channel ? i / kConvTileDims : i % kGRows;
-      if (!p.silu) continue;  // g = dout
-      const float* xr = xs + (r + kConvHalo - (W - 1)) * kConvRow + c;
-      float pre = bs[c];
-      for (int k = 0; k < W; ++k) pre = fmaf(ws[c * kConvMaxWidth + k], xr[k * kConvRow], pre);
-      const float sg = conv_sigmoid(pre);
-      gs[r * kConvRow + c] *= sg * fmaf(pre, 1.f - sg, 1.f);  // silu'(p) = s (1 + p (1 - s))
+    // g = dout * silu'(pre) in place, for the tile and the halo after it (0 beyond len); without
+    // SiLU, g = dout.
+    if (p.silu) {
+      for (int i = threadIdx.x; i < kGRows * kConvTileDims; i += blockDim.x) {
+        const int c = g_by_channel ? i % kConvTileDims : i / kGRows;
+        const int r = g_by_channel ? i / kConvTileDims : i % kGRows;
+        const float pre = conv_pre(xs, ws, bs, r, c, W);
+        const float sg = conv_sigmoid(pre);
+        gs[r * kConvRow + c] *= sg * fmaf(pre, 1.f - sg, 1.f);  // silu'(p) = s (1 + p (1 - s))
+      }
+      __syncthreads();
     }
-    __syncthreads();
     // dx[s] = sum_k w[k] g[s + W - 1 - k] (g is 0 at and beyond len).
     for (int i = threadIdx.x; i < kConvTileSteps * kConvTileDims; i += blockDim.x) {
       int c, r;
@@ -182,7 +190,7 @@ __global__ void __launch_bounds__(kConvThreads, 3) conv_bwd_kernel(const ConvPar
       float acc = 0.f;
       for (int k = 0; k < W; ++k)
         acc = fmaf(ws[c * kConvMaxWidth + k], gs[(r + W - 1 - k) * kConvRow + c], acc);
-      Elem<T>::store(dx + ch * p.dx_sd + static_cast<std::int64_t>(t) * p.dx_st, acc);
+      Elem<T>::store(dx + ch * p.dxs.dim + static_cast<std::int64_t>(t) * p.dxs.time, acc);
     }
     // dweight, dbias: the tile's own steps (rows beyond len hold g = 0).
     for (int r = sum_r0; r < sum_r0 + kPartSteps; ++r) {

@@ -19,15 +19,15 @@ struct ConvParams {
   int tiles_per_block;  // consecutive time tiles each block walks
   bool silu;
   const void* x;
-  std::int64_t x_sb, x_sd, x_st;
+  ConvStrides xs;
   const float* weight;
   const float* bias;
   void* out;  // forward
-  std::int64_t o_sb, o_sd, o_st;
+  ConvStrides os;
   const void* dout;  // backward
-  std::int64_t g_sb, g_sd, g_st;
+  ConvStrides gs;
   void* dx;
-  std::int64_t dx_sb, dx_sd, dx_st;
+  ConvStrides dxs;
   float* dweight;
   float* dbias;
 };

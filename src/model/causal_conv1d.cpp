@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "cuda/causal_conv1d.h"
+#include "model/cuda_glue.h"
 #endif
 
 namespace umamba::model {
@@ -41,22 +42,22 @@ namespace conv = ::umamba::cuda;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-conv::ScanDtype conv_dtype(c10::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return conv::ScanDtype::F32;
-    case torch::kBFloat16:
-      return conv::ScanDtype::BF16;
-    case torch::kHalf:
-      return conv::ScanDtype::F16;
-    default:
-      fail("causal_conv1d_silu: x has dtype {}; the kernel takes float32, bfloat16 or float16",
-           std::string(c10::toString(t)));
-  }
-}
-
 conv::ConvStrides strides(const torch::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// What both passes give the kernels: x and the parameters (saved by the forward).
+conv::ConvInput conv_input(const torch::Tensor& x, const torch::Tensor& weight,
+                           const torch::Tensor& bias, bool has_bias) {
+  conv::ConvInput in;
+  in.dtype = detail::kernel_dtype(x.scalar_type(), "causal_conv1d_silu: x");
+  in.shape = {x.size(0), x.size(1), x.size(2), static_cast<int>(weight.size(1))};
+  in.x = x.data_ptr();
+  in.x_strides = strides(x);
+  in.weight = weight.data_ptr<float>();
+  in.bias = has_bias ? bias.data_ptr<float>() : nullptr;
+  in.silu = true;
+  return in;
 }
 
 class CausalConv1dSiluFunction : public torch::autograd::Function<CausalConv1dSiluFunction> {
@@ -66,19 +67,12 @@ class CausalConv1dSiluFunction : public torch::autograd::Function<CausalConv1dSi
                                const torch::Tensor& weight, const torch::Tensor& bias,
                                bool has_bias) {
     const c10::cuda::CUDAGuard guard(x.device());
-    const conv::ConvShape shape{x.size(0), x.size(1), x.size(2), static_cast<int>(weight.size(1))};
-    torch::Tensor out = torch::empty({shape.batch, shape.dim, shape.len}, x.options());
     conv::ConvForwardArgs a;
-    a.dtype = conv_dtype(x.scalar_type());
-    a.shape = shape;
-    a.x = x.data_ptr();
-    a.x_strides = strides(x);
-    a.weight = weight.data_ptr<float>();
-    a.bias = has_bias ? bias.data_ptr<float>() : nullptr;
-    a.silu = true;
+    a.in = conv_input(x, weight, bias, has_bias);
+    torch::Tensor out = torch::empty_like(x, at::MemoryFormat::Contiguous);
     a.out = out.data_ptr();
     a.out_strides = strides(out);
-    conv::conv_forward(a, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    conv::conv_forward(a, detail::current_stream(x));
     ctx->save_for_backward({x, weight, bias});
     ctx->saved_data["has_bias"] = has_bias;
     return out;
@@ -89,27 +83,20 @@ class CausalConv1dSiluFunction : public torch::autograd::Function<CausalConv1dSi
     const torch::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const c10::cuda::CUDAGuard guard(x.device());
-    const conv::ConvShape shape{x.size(0), x.size(1), x.size(2), static_cast<int>(weight.size(1))};
     torch::Tensor dout =
         grad_outputs[0].defined() ? grad_outputs[0].to(x.scalar_type()) : torch::zeros_like(x);
-    torch::Tensor dx = torch::empty({shape.batch, shape.dim, shape.len}, x.options());
+    torch::Tensor dx = torch::empty_like(x, at::MemoryFormat::Contiguous);
     torch::Tensor dweight = torch::empty_like(weight);
     torch::Tensor dbias = has_bias ? torch::empty_like(bias) : torch::Tensor();
     conv::ConvBackwardArgs a;
-    a.dtype = conv_dtype(x.scalar_type());
-    a.shape = shape;
-    a.x = x.data_ptr();
-    a.x_strides = strides(x);
-    a.weight = weight.data_ptr<float>();
-    a.bias = has_bias ? bias.data_ptr<float>() : nullptr;
-    a.silu = true;
+    a.in = conv_input(x, weight, bias, has_bias);
     a.dout = dout.data_ptr();
     a.dout_strides = strides(dout);
     a.dx = dx.data_ptr();
     a.dx_strides = strides(dx);
     a.dweight = dweight.data_ptr<float>();
     a.dbias = has_bias ? dbias.data_ptr<float>() : nullptr;
-    conv::conv_backward(a, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    conv::conv_backward(a, detail::current_stream(x));
     return {dx, dweight, dbias, torch::Tensor()};
   }
 };

@@ -21,6 +21,7 @@
 #include "cuda/selective_scan.h"
 
 #ifdef UMAMBA_SCAN_TORCH_CUDA
+#include "model/cuda_glue.h"
 
 namespace umamba::model::detail {
 
@@ -31,17 +32,7 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 scan::ScanDtype scan_dtype(c10::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return scan::ScanDtype::F32;
-    case torch::kBFloat16:
-      return scan::ScanDtype::BF16;
-    case torch::kHalf:
-      return scan::ScanDtype::F16;
-    default:
-      fail("selective_scan_cuda: u has dtype {}; the kernels take float32, bfloat16 or float16",
-           std::string(c10::toString(t)));
-  }
+  return kernel_dtype(t, "selective_scan_cuda: u");
 }
 
 scan::RowStrides row_strides(const torch::Tensor& t) {
@@ -53,10 +44,6 @@ scan::StateStrides state_strides(const torch::Tensor& t) {
 
 torch::Tensor last_dim_contiguous(const torch::Tensor& t) {
   return t.size(-1) == 1 || t.stride(-1) == 1 ? t : t.contiguous();
-}
-
-scan::Stream current_stream(const torch::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
 }
 
 torch::Tensor scratch_bytes(std::size_t bytes, const torch::Tensor& like) {

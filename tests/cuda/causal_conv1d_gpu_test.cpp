@@ -27,9 +27,6 @@ namespace {
 using namespace umamba::cuda;
 using namespace umamba::cuda::testing;
 
-#define SKIP_WITHOUT_GPU() \
-  if (!device_available()) GTEST_SKIP() << "no CUDA device"
-
 struct ConvCase {
   ConvShape shape;
   ScanDtype dtype = ScanDtype::F32;
@@ -124,25 +121,21 @@ void check_case(const ConvCase& c, unsigned seed) {
   d_dw.upload(pw.data(), pw.size());
   d_db.upload(pbias.data(), pbias.size());
 
+  ConvInput in;
+  in.dtype = c.dtype;
+  in.shape = s;
+  in.x = d_x.get();
+  in.x_strides = xs;
+  in.weight = static_cast<const float*>(d_w.get());
+  in.bias = c.bias ? static_cast<const float*>(d_bias.get()) : nullptr;
+  in.silu = c.silu;
   ConvForwardArgs f;
-  f.dtype = c.dtype;
-  f.shape = s;
-  f.x = d_x.get();
-  f.x_strides = xs;
-  f.weight = static_cast<const float*>(d_w.get());
-  f.bias = c.bias ? static_cast<const float*>(d_bias.get()) : nullptr;
-  f.silu = c.silu;
+  f.in = in;
   f.out = d_out.get();
   f.out_strides = os;
   conv_forward(f);
   ConvBackwardArgs g;
-  g.dtype = c.dtype;
-  g.shape = s;
-  g.x = d_x.get();
-  g.x_strides = xs;
-  g.weight = f.weight;
-  g.bias = f.bias;
-  g.silu = c.silu;
+  g.in = in;
   g.dout = d_dout.get();
   g.dout_strides = os;
   g.dx = d_dx.get();
@@ -208,12 +201,12 @@ TEST(UMAMBA_CONV_SUITE, half_precision_matches_reference) {
 TEST(UMAMBA_CONV_SUITE, rejects_bad_arguments) {
   SKIP_WITHOUT_GPU();
   ConvForwardArgs f;
-  f.shape = {1, 4, 16, 5};  // width over 4
+  f.in.shape = {1, 4, 16, 5};  // width over 4
   EXPECT_THROW(conv_forward(f), umamba::Error);
-  f.shape = {1, 4, 16, 4};  // no pointers
+  f.in.shape = {1, 4, 16, 4};  // no pointers
   EXPECT_THROW(conv_forward(f), umamba::Error);
   ConvBackwardArgs b;
-  b.shape = {0, 4, 16, 4};
+  b.in.shape = {0, 4, 16, 4};
   EXPECT_THROW(conv_backward(b), umamba::Error);
 }
 

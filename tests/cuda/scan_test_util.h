@@ -1,6 +1,6 @@
-// Helpers shared by the selective-scan tests: random problems (values already rounded to the
-// storage dtype, so the double-precision reference sees exactly what the kernels see), host
-// conversions to bf16/fp16 bits, and the error measure the tolerances are stated in.
+// Helpers shared by the selective-scan and causal-conv1d tests: random problems (values already
+// rounded to the storage dtype, so the double-precision reference sees exactly what the kernels
+// see), host conversions to bf16/fp16 bits, and the error measure the tolerances are stated in.
 #pragma once
 
 #include <cmath>
@@ -11,8 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device.h"
 #include "cuda/selective_scan.h"
 #include "cuda/selective_scan_ref.h"
+
+// Skips a test when there is no CUDA device (the emulated builds always have their device).
+#define SKIP_WITHOUT_GPU() \
+  if (!::umamba::cuda::device_available()) GTEST_SKIP() << "no CUDA device"
 
 namespace umamba::cuda::testing {
 

@@ -30,9 +30,6 @@ namespace {
 using namespace umamba::cuda;
 using namespace umamba::cuda::testing;
 
-#define SKIP_WITHOUT_GPU() \
-  if (!device_available()) GTEST_SKIP() << "no CUDA device"
-
 // Device copy of a [batch][rows][len] array with row stride len + pad (pad elements of garbage).
 struct Strided {
   DeviceBuffer buf;
